@@ -1,0 +1,45 @@
+"""Drafters, selectable by name (`--spec`)."""
+
+from __future__ import annotations
+
+from engine.costmodel import CostModel
+from engine.drafters.base import Drafter, DraftRequest, NoDrafter, StepOutcome
+from engine.drafters.chain import ChainDrafter
+from engine.drafters.draft_model import DraftModel
+from engine.drafters.dynamic_tree import DynamicTreeDrafter
+from engine.drafters.learning import PairKnowledge
+from engine.drafters.ngram_drafter import NgramDrafter
+from engine.drafters.staged import StagedDrafter
+from engine.errors import TandemError
+from engine.settings import SPEC_MODES, SpecSettings
+
+
+def make_drafter(
+    spec: SpecSettings,
+    dm: DraftModel | None,
+    knowledge: PairKnowledge,
+    cost: CostModel | None = None,
+) -> Drafter:
+    """The drafter for `spec.mode`.  Modes that need the draft model fail clearly
+    without one, except `auto`, which falls back to the n-gram stage."""
+    mode = spec.mode
+    if mode not in SPEC_MODES:
+        raise TandemError(f"unknown speculation mode {mode!r}; choose one of {', '.join(SPEC_MODES)}")
+    if mode == "off":
+        return NoDrafter()
+    if mode == "ngram":
+        return NgramDrafter(spec, knowledge)
+    if mode == "auto":
+        if cost is None:
+            raise ValueError("auto needs the measured decode-cost curve")
+        return StagedDrafter(dm, spec, knowledge, cost=cost)
+    if dm is None:
+        raise TandemError(f"--spec {mode} needs a draft model (--draft); `auto` and `ngram` work without one")
+    if mode == "chain":
+        return ChainDrafter(dm, spec, knowledge)
+    if mode in ("tree", "c2t"):
+        return DynamicTreeDrafter(dm, spec, knowledge, classifier=mode == "c2t")
+    return StagedDrafter(dm, spec, knowledge)
+
+
+__all__ = ["DraftModel", "DraftRequest", "Drafter", "PairKnowledge", "StepOutcome", "make_drafter"]

@@ -1,0 +1,173 @@
+"""`staged` and `auto`: the full design (DESIGN §3, staged speculative decoding,
+Spector & Ré, arXiv 2308.04623).
+
+Per step:
+1. The n-gram stage proposes continuations at zero model cost.
+2. The draft model checks them in the same batched decode that catches it up
+   with the accepted text, so where it agrees it emits several tokens for one
+   draft call; every n-gram node gets the draft's probability as a second
+   opinion (C2T score).
+3. The draft grows its own tree on top (EAGLE-2 levels, C2T scores).
+4. The tree is cut to the budget.
+
+`auto` is the same pipeline with costs (CAST-style cost-aware drafting): it
+skips the draft model when history says the n-gram candidates alone give more
+tokens per second, stops growing when another draft level no longer pays for
+itself, and sizes the final tree with Sequoia's rule on the measured decode-cost
+curve — down to no speculation at all when nothing beats plain decoding.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine.costmodel import CostModel
+from engine.drafters.base import DraftRequest, StepOutcome
+from engine.drafters.draft_model import TIP, DraftModel
+from engine.drafters.grow import Frontier, grow
+from engine.drafters.learning import PairKnowledge
+from engine.drafters.ngram_drafter import NgramStage
+from engine.settings import SpecSettings
+from engine.sizing import best_size
+from engine.tree import NGRAM, ROOT, Tree
+
+NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
+EXPLORE_EVERY = 12  # auto: try the draft at least this often, to keep estimates fresh
+
+
+class StagedDrafter:
+    def __init__(
+        self,
+        dm: DraftModel | None,
+        spec: SpecSettings,
+        knowledge: PairKnowledge,
+        *,
+        cost: CostModel | None = None,
+    ) -> None:
+        self.dm = dm
+        self.spec = spec
+        self.knowledge = knowledge
+        self.cost = cost
+        self.adaptive = cost is not None
+        self.name = "auto" if self.adaptive else "staged"
+        self.stage = NgramStage(knowledge)
+        self.mode = "staged"
+        # auto's running picture of what a draft step yields (tokens, seconds)
+        self._draft_tokens = 2.0
+        self._draft_seconds = None
+        self._since_draft = 0
+
+    # ------------------------------------------------------------------ propose
+
+    def propose(self, req: DraftRequest) -> Tree:
+        start = time.perf_counter()
+        budget = min(self.spec.budget, req.max_nodes)
+        ngram = self.stage.candidates(req.stream, max_len=self.spec.n_max)
+        if self.dm is None or not self._draft_pays(ngram, budget):
+            self.mode = "ngram" if len(ngram) else "plain"
+            return self._size(ngram, budget, time.perf_counter() - start)
+        self.mode = "staged"
+        self._since_draft = 0
+        checked = ngram.keep(ngram.best(min(NGRAM_TO_DRAFT, max(budget, 1))))
+        if self.dm.room() < len(checked) + len(req.stream) - len(self.dm.lm.tokens) + 1:
+            checked = Tree()
+        rows = self.dm.sync(req.stream, [n.parent if n.parent != ROOT else TIP for n in checked.nodes], checked.tokens)
+        tree, frontier = self._score_ngram_nodes(checked, rows)
+        grow(
+            tree, self.dm, frontier,
+            params=req.params, rng=req.rng, k=self.spec.top_k_children, beam=self.spec.beam,
+            max_depth=self.spec.max_depth, scorer=self.knowledge.classifier,
+            keep_going=self._keep_going(start) if self.adaptive else (lambda t, c: len(t) < 4 * budget),
+        )
+        return self._size(tree, budget, time.perf_counter() - start)
+
+    def _score_ngram_nodes(self, checked: Tree, rows: np.ndarray) -> tuple[Tree, list[Frontier]]:
+        """Copy the n-gram nodes with the draft's opinion of each, and return the
+        frontier the draft grows from: the root and every n-gram node the draft
+        agrees with (its own top token)."""
+        clf = self.knowledge.classifier
+        tree = Tree(ignored=dict(checked.ignored))
+        frontier = [Frontier(ROOT, TIP, rows[0], 0.0, 0)]
+        log_joint = {ROOT: 0.0}
+        agreed = {ROOT}
+        stats: dict[int, tuple[float, float, int]] = {}
+
+        def row_stats(parent: int) -> tuple[float, float, int]:
+            if parent not in stats:
+                row = rows[parent + 1]
+                m = float(row.max())
+                z = float(np.log(np.exp(row - m, dtype=np.float32).sum())) + m
+                p = np.exp(row[row > m - 12.0].astype(np.float64) - z)
+                stats[parent] = (z, float(-(p * np.log(np.maximum(p, 1e-30))).sum()), int(np.argmax(row)))
+            return stats[parent]
+
+        for i, node in enumerate(checked.nodes):
+            z, ent, top = row_stats(node.parent)
+            lq = float(rows[node.parent + 1][node.token]) - z
+            lj = log_joint[node.parent] + lq
+            log_joint[i] = lj
+            score = float(clf.predict(np.array([lj]), np.array([ent]), np.array([node.depth]))[0])
+            info = dict(node.info)
+            info["feat"] = (lj, ent, node.depth)
+            j = tree.add(node.parent, node.token, NGRAM, max(node.p_accept, score), q=float(np.exp(lq)), info=info)
+            assert j == i
+            if node.parent in agreed and top == node.token:
+                agreed.add(i)
+                frontier.append(Frontier(i, i, rows[i + 1], lj, node.depth))
+        return tree, frontier
+
+    # ------------------------------------------------------------------ costs
+
+    def _draft_pays(self, ngram: Tree, budget: int) -> bool:
+        if not self.adaptive:
+            return True
+        self._since_draft += 1
+        if self._draft_seconds is None or self._since_draft >= EXPLORE_EVERY:
+            return True
+        _, ngram_rate = best_size(ngram, self.cost.target, 0.0, budget)
+        return self._draft_tokens / self._draft_seconds > ngram_rate
+
+    def _keep_going(self, start: float):
+        cost = self.cost
+
+        def decide(tree: Tree, chosen: list[int]) -> bool:
+            spent = time.perf_counter() - start
+            ids, rate = best_size(tree, cost.target, spent, self.spec.budget)
+            # Optimistic value of one more level: each chosen node's best child is
+            # accepted about as often as the node itself was.
+            gain = sum(tree.nodes[i].p_accept for i in chosen) * 0.8
+            e = 1.0 + sum(tree.nodes[i].p_accept for i in ids)
+            more = (e + gain) / (spent + cost.draft(len(chosen)) + cost.target(len(ids) + 1 + len(chosen)))
+            return more > rate
+
+        return decide if cost is not None and cost.draft is not None else (lambda t, c: len(t) < 64)
+
+    def _size(self, tree: Tree, budget: int, spent: float) -> Tree:
+        if not self.adaptive:
+            return tree.keep(tree.best(budget))
+        ids, _ = best_size(tree, self.cost.target, spent, budget)
+        if not ids:
+            self.mode = "plain"
+        return tree.keep(ids)
+
+    # ------------------------------------------------------------------ learn
+
+    def observe(self, outcome: StepOutcome) -> None:
+        if self.dm is not None and self.mode == "staged":
+            self.dm.settle([outcome.tree.nodes[i].token for i in outcome.accepted])
+            if self.adaptive:
+                t = outcome.t_draft + outcome.t_verify
+                n = len(outcome.accepted) + 1
+                if self._draft_seconds is None:
+                    self._draft_seconds, self._draft_tokens = t, float(n)
+                else:
+                    self._draft_seconds = 0.8 * self._draft_seconds + 0.2 * t
+                    self._draft_tokens = 0.8 * self._draft_tokens + 0.2 * n
+        self.stage.learn(outcome)
+        self.knowledge.observe(outcome)
+
+    def reset(self) -> None:
+        self.stage.reset()
+

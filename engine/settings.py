@@ -1,0 +1,85 @@
+"""What a user can set, in one place, with the defaults the app starts with.
+
+Plain dataclasses so the CLI, the engine process protocol (JSON) and the GUI's
+QSettings all carry the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from engine.errors import TandemError
+from engine.sampling import SamplingParams
+
+SPEC_MODES = ("off", "chain", "tree", "c2t", "ngram", "staged", "auto")
+
+
+@dataclass
+class SpecSettings:
+    mode: str = "auto"
+    n_max: int = 16  # chain: most tokens drafted per step
+    p_min: float = 0.75  # chain: stop drafting below this draft probability
+    budget: int = 16  # most candidate tokens sent to the target per step
+    top_k_children: int = 4  # tree: children expanded per node
+    beam: int = 4  # tree: nodes expanded per depth (EAGLE-2)
+    max_depth: int = 8  # tree: deepest draft level
+
+    def __post_init__(self) -> None:
+        if self.mode not in SPEC_MODES:
+            raise TandemError(f"unknown speculation mode {self.mode!r}; choose one of {', '.join(SPEC_MODES)}")
+        if self.n_max < 1 or self.budget < 1 or self.top_k_children < 1 or self.beam < 1 or self.max_depth < 1:
+            raise TandemError("n_max, budget, top_k_children, beam and max_depth must be at least 1")
+        if not 0.0 <= self.p_min <= 1.0:
+            raise TandemError(f"p_min must be between 0 and 1, not {self.p_min}")
+
+    @property
+    def uses_draft_model(self) -> bool:
+        return self.mode in ("chain", "tree", "c2t", "staged", "auto")
+
+
+@dataclass
+class GenerationSettings:
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int | None = None
+    spec: SpecSettings = field(default_factory=SpecSettings)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.spec, dict):
+            self.spec = SpecSettings(**self.spec)
+        if self.max_tokens < 1:
+            raise TandemError("max_tokens must be at least 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise TandemError("temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required")
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(self.temperature, self.top_k, self.top_p, self.seed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerationSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class LoadSettings:
+    target: str
+    draft: str | None = None
+    n_ctx: int = 4096
+    threads: int | None = None  # None: physical cores
+    gpu_layers: int = 0
+    draft_gpu_layers: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoadSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
