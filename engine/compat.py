@@ -1,0 +1,36 @@
+"""Can this draft speculate for this target?  llama.cpp's own rule
+(common/speculative.cpp): same vocabulary type, same BOS/EOS ids and add-BOS/EOS
+flags, vocabulary sizes within 128, identical token text for every id from 5 up."""
+
+from __future__ import annotations
+
+from engine.errors import IncompatiblePairError
+from engine.llama_backend import LlamaModel
+
+MAX_VOCAB_SIZE_DIFFERENCE = 128
+CHECK_START_TOKEN_ID = 5
+
+
+def incompatibility(target: LlamaModel, draft: LlamaModel) -> str | None:
+    """None when compatible, else which rule failed, in words."""
+    if target.vocab_type != draft.vocab_type:
+        return f"vocabulary types differ: {target.vocab_type} vs {draft.vocab_type}"
+    if abs(target.n_vocab - draft.n_vocab) > MAX_VOCAB_SIZE_DIFFERENCE:
+        return f"vocab sizes differ: {target.n_vocab} vs {draft.n_vocab}"
+    if target.bos != draft.bos or target.add_bos != draft.add_bos:
+        return f"BOS tokens differ: {target.bos} (add={target.add_bos}) vs {draft.bos} (add={draft.add_bos})"
+    if target.eos != draft.eos or target.add_eos != draft.add_eos:
+        return f"EOS tokens differ: {target.eos} (add={target.add_eos}) vs {draft.eos} (add={draft.add_eos})"
+    for i in range(CHECK_START_TOKEN_ID, min(target.n_vocab, draft.n_vocab)):
+        a, b = target.token_text(i), draft.token_text(i)
+        if a != b:
+            return f"token {i} differs: {a[:40]!r} vs {b[:40]!r}"
+    return None
+
+
+def check_pair(target: LlamaModel, draft: LlamaModel) -> None:
+    reason = incompatibility(target, draft)
+    if reason is not None:
+        raise IncompatiblePairError(
+            f"draft {draft.path.name} cannot speculate for {target.path.name}: {reason}"
+        )

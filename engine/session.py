@@ -1,0 +1,210 @@
+"""A loaded model pair that answers conversations: what the CLI, the engine
+process and the benchmark drive.
+
+Holds the target (and optionally the draft) with their caches, so a follow-up
+turn only decodes the new messages (the shared prefix stays cached), the
+measured decode costs, the plain-decoding baseline and what the pair has
+learned about its own acceptance.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine import costmodel, paths
+from engine.chat_template import ChatTemplate
+from engine.compat import check_pair, incompatibility
+from engine.costmodel import CostCurve, CostModel
+from engine.drafters import DraftModel, PairKnowledge, make_drafter
+from engine.drafters.base import NoDrafter
+from engine.errors import ContextOverflowError, IncompatiblePairError
+from engine.events import Event, NoticeEvent
+from engine.generate import Reply, generate
+from engine.llama_backend import LlamaContext, LlamaModel, default_threads, system_info
+from engine.lm import LlamaLM
+from engine.settings import GenerationSettings, LoadSettings
+
+N_SEQ_MAX = 16
+BASELINE_TOKENS = 24
+
+
+class Engine:
+    def __init__(self, load: LoadSettings, *, require_compatible_draft: bool = True) -> None:
+        self.load_settings = load
+        self.threads = load.threads or default_threads()
+        self.target_model = LlamaModel(load.target, n_gpu_layers=load.gpu_layers)
+        self.target = self._context(self.target_model, load.n_ctx)
+        self.template = ChatTemplate(
+            self.target_model.chat_template,
+            bos_token=self.target_model.token_bytes(self.target_model.bos).decode("utf-8", "replace"),
+            eos_token=self.target_model.token_bytes(self.target_model.eos).decode("utf-8", "replace"),
+        )
+        self.draft_model: LlamaModel | None = None
+        self.draft: LlamaLM | None = None
+        self.draft_problem: str | None = None
+        if load.draft:
+            draft_model = LlamaModel(load.draft, n_gpu_layers=load.draft_gpu_layers, vocab_only=True)
+            self.draft_problem = incompatibility(self.target_model, draft_model)
+            draft_model.close()
+            if self.draft_problem is not None and require_compatible_draft:
+                raise IncompatiblePairError(
+                    f"draft {Path(load.draft).name} cannot speculate for "
+                    f"{Path(load.target).name}: {self.draft_problem}"
+                )
+            if self.draft_problem is None:
+                self.draft_model = LlamaModel(load.draft, n_gpu_layers=load.draft_gpu_layers)
+                check_pair(self.target_model, self.draft_model)
+                self.draft = self._context(self.draft_model, load.n_ctx)
+        key_dir = paths.data_dir() / "pairs"
+        from engine.drafters.learning import pair_key
+
+        self.knowledge = PairKnowledge(key_dir / pair_key(Path(load.target), Path(load.draft) if self.draft else None))
+        self._cost: CostModel | None = None
+        self._baseline: float | None = None
+        self._lock = threading.Lock()
+
+    def _context(self, model: LlamaModel, n_ctx: int) -> LlamaLM:
+        ctx = LlamaContext(model, n_ctx=n_ctx, n_threads=self.threads, n_seq_max=N_SEQ_MAX)
+        return LlamaLM(model, ctx)
+
+    # ------------------------------------------------------------------ costs
+
+    def _curve_key(self, path: str, gpu_layers: int) -> str:
+        return costmodel.cache_key(Path(path), system_info(), self.threads, gpu_layers)
+
+    def cost_model(self, remeasure: bool = False) -> CostModel:
+        """Decode cost of the target (and draft) on this machine, measured once and
+        cached per model file, backend, threads and GPU layers."""
+        if self._cost is not None and not remeasure:
+            return self._cost
+        cache = paths.cache_dir()
+        key = self._curve_key(self.load_settings.target, self.load_settings.gpu_layers)
+        target = self._curve(self.target, key, cache, remeasure)
+        draft = None
+        if self.draft is not None:
+            key = self._curve_key(self.load_settings.draft, self.load_settings.draft_gpu_layers)
+            draft = self._curve(self.draft, key, cache, remeasure)
+        self._cost = CostModel(target, draft)
+        return self._cost
+
+    @staticmethod
+    def _curve(lm: LlamaLM, key: str, cache: Path, remeasure: bool) -> CostCurve:
+        curve = None if remeasure else costmodel.load_cached(cache, key)
+        if curve is None:
+            curve = costmodel.measure(lm)
+            costmodel.save_cached(cache, key, curve)
+        return curve
+
+    def baseline_tps(self, remeasure: bool = False) -> float:
+        """Plain decoding speed of the target on this machine (tokens/s), measured
+        with the generation loop itself and cached beside the cost curve."""
+        if self._baseline is not None and not remeasure:
+            return self._baseline
+        import json
+
+        key = self._curve_key(self.load_settings.target, self.load_settings.gpu_layers)
+        path = paths.cache_dir() / "costs" / f"baseline-{key}.json"
+        if not remeasure:
+            try:
+                self._baseline = float(json.loads(path.read_text())["tokens_per_s"])
+                return self._baseline
+            except (OSError, ValueError, KeyError):
+                pass
+        prompt = self.chat_tokens([{"role": "user", "content": "Count from one to fifty in words."}])
+        settings = GenerationSettings(max_tokens=BASELINE_TOKENS)
+        settings.spec.mode = "off"
+        reply = self._run(prompt, NoDrafter(), settings, None, None, None)
+        self.target.truncate(0)
+        self._baseline = reply.stats.tokens_per_s
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"tokens_per_s": self._baseline}))
+        return self._baseline
+
+    # ------------------------------------------------------------------ text
+
+    def chat_tokens(self, messages: list[dict]) -> list[int]:
+        text = self.template.render(messages, add_generation_prompt=True)
+        return self.target_model.tokenize(text, add_special=False, parse_special=True)
+
+    def fit_conversation(self, messages: list[dict], reserve: int) -> tuple[list[int], int]:
+        """Tokens of the conversation, dropping the oldest turns (never the system
+        prompt or the last message) until it fits with `reserve` tokens to spare.
+        Returns (tokens, number of messages dropped)."""
+        limit = self.target.n_ctx - reserve
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        rest = messages[len(system):]
+        dropped = 0
+        while True:
+            tokens = self.chat_tokens(system + rest)
+            if len(tokens) <= limit or len(rest) <= 1:
+                break
+            rest = rest[1:]
+            dropped += 1
+        if len(tokens) >= self.target.n_ctx:
+            raise ContextOverflowError(
+                f"the message is {len(tokens)} tokens but the context holds {self.target.n_ctx}; "
+                "shorten it or raise the context size"
+            )
+        return tokens, dropped
+
+    # ------------------------------------------------------------------ generate
+
+    def reply(
+        self,
+        messages: list[dict],
+        settings: GenerationSettings,
+        *,
+        cancel: threading.Event | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        record_margins: bool = False,
+    ) -> Reply:
+        reserve = min(settings.max_tokens, self.target.n_ctx // 4)
+        prompt, dropped = self.fit_conversation(messages, reserve)
+        if dropped and on_event:
+            on_event(NoticeEvent(
+                f"The conversation is longer than the context ({self.target.n_ctx} tokens): "
+                f"the oldest {dropped} message(s) were left out of what the model sees."
+            ))
+        return self.generate_tokens(prompt, settings, cancel=cancel, on_event=on_event, record_margins=record_margins)
+
+    def generate_tokens(
+        self,
+        prompt: list[int],
+        settings: GenerationSettings,
+        *,
+        cancel: threading.Event | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        record_margins: bool = False,
+    ) -> Reply:
+        spec = settings.spec
+        dm = DraftModel(self.draft, self.draft_model.eog_mask) if self.draft is not None else None
+        if spec.uses_draft_model and dm is None and spec.mode != "auto" and self.draft_problem:
+            raise IncompatiblePairError(f"--spec {spec.mode} needs a compatible draft: {self.draft_problem}")
+        cost = self.cost_model() if spec.mode == "auto" else None
+        baseline = self.baseline_tps()
+        drafter = make_drafter(spec, dm, self.knowledge, cost)
+        return self._run(prompt, drafter, settings, cancel, on_event, baseline, record_margins)
+
+    def _run(self, prompt, drafter, settings, cancel, on_event, baseline, record_margins=False) -> Reply:
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                return generate(
+                    self.target, prompt, drafter, settings,
+                    eog_mask=self.target_model.eog_mask, token_bytes=self.target_model.token_bytes,
+                    cancel=cancel, on_event=on_event, baseline_tps=baseline, record_margins=record_margins,
+                )
+            finally:
+                if time.perf_counter() - started > 0.5:
+                    self.knowledge.end_of_reply()
+
+    def close(self) -> None:
+        for lm in (self.target, self.draft):
+            if lm is not None:
+                lm.ctx.close()
+        for model in (self.target_model, self.draft_model):
+            if model is not None:
+                model.close()
