@@ -7,13 +7,18 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] not in ("--gui",):
+    if argv and argv[0] == "--engine-server":
+        # The GUI starts its engine process this way when frozen (no `python -m`).
+        from engine.server import main as server_main
+
+        return server_main()
+    if argv and (argv[0] in ("-h", "--help") or not argv[0].startswith("-")):
         from engine.cli import main as cli_main
 
         return cli_main(argv)
     from app.main import run_app
 
-    return run_app(argv[1:] if argv else [])
+    return run_app([a for a in argv if a != "--gui"])
 
 
 if __name__ == "__main__":

@@ -34,3 +34,36 @@ def check_pair(target: LlamaModel, draft: LlamaModel) -> None:
         raise IncompatiblePairError(
             f"draft {draft.path.name} cannot speculate for {target.path.name}: {reason}"
         )
+
+
+VOCAB_KEYS = (
+    "tokenizer.ggml.model",
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.bos_token_id",
+    "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.add_bos_token",
+    "tokenizer.ggml.add_eos_token",
+)
+
+
+def incompatibility_from_files(target_path: str, draft_path: str) -> str | None:
+    """The same rule read from the GGUF metadata by the defensive parser, without
+    loading llama.cpp: for the GUI's model pickers."""
+    from engine.gguf_check import read_metadata
+
+    t = read_metadata(target_path, VOCAB_KEYS)
+    d = read_metadata(draft_path, VOCAB_KEYS)
+    if t.get("tokenizer.ggml.model") != d.get("tokenizer.ggml.model"):
+        return f"vocabulary types differ: {t.get('tokenizer.ggml.model')} vs {d.get('tokenizer.ggml.model')}"
+    tt, dt = t.get("tokenizer.ggml.tokens") or [], d.get("tokenizer.ggml.tokens") or []
+    if abs(len(tt) - len(dt)) > MAX_VOCAB_SIZE_DIFFERENCE:
+        return f"vocab sizes differ: {len(tt)} vs {len(dt)}"
+    for key, what in (("bos_token_id", "BOS"), ("eos_token_id", "EOS"), ("add_bos_token", "add-BOS"),
+                      ("add_eos_token", "add-EOS")):
+        a, b = t.get(f"tokenizer.ggml.{key}"), d.get(f"tokenizer.ggml.{key}")
+        if a != b:
+            return f"{what} differs: {a} vs {b}"
+    for i in range(CHECK_START_TOKEN_ID, min(len(tt), len(dt))):
+        if tt[i] != dt[i]:
+            return f"token {i} differs: {tt[i][:40]!r} vs {dt[i][:40]!r}"
+    return None

@@ -183,6 +183,9 @@ class Engine:
         dm = DraftModel(self.draft, self.draft_model.eog_mask) if self.draft is not None else None
         if spec.uses_draft_model and dm is None and spec.mode != "auto" and self.draft_problem:
             raise IncompatiblePairError(f"--spec {spec.mode} needs a compatible draft: {self.draft_problem}")
+        if spec.mode == "auto" and dm is None and self.draft_problem and on_event:
+            on_event(NoticeEvent(f"The draft model cannot be used ({self.draft_problem}); "
+                                 "speculating with the n-gram stage only."))
         cost = self.cost_model() if spec.mode == "auto" else None
         baseline = self.baseline_tps()
         drafter = make_drafter(spec, dm, self.knowledge, cost)

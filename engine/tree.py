@@ -51,6 +51,9 @@ class Tree:
     q_dist: dict[int, np.ndarray] = field(default_factory=dict)
     # Candidates produced but not sent to the target, by stage (statistics).
     ignored: dict[str, int] = field(default_factory=dict)
+    # The tree as proposed before pruning: every candidate, tested or not, is
+    # labelled later against the text that actually followed (learning).
+    full: Tree | None = None
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -102,6 +105,13 @@ class Tree:
     def tokens(self) -> list[int]:
         return [n.token for n in self.nodes]
 
+    def path_tokens(self, i: int) -> tuple[int, ...]:
+        out = []
+        while i != ROOT:
+            out.append(self.nodes[i].token)
+            i = self.nodes[i].parent
+        return tuple(out[::-1])
+
     def path(self, i: int) -> list[int]:
         out = []
         while i != ROOT:
@@ -128,7 +138,7 @@ class Tree:
             while p != ROOT and p not in keep:
                 keep.add(p)
                 p = self.nodes[p].parent
-        out = Tree(ignored=dict(self.ignored))
+        out = Tree(ignored=dict(self.ignored), full=self.full or self)
         remap: dict[int, int] = {ROOT: ROOT}
         for i, n in enumerate(self.nodes):  # original order is parent-first
             if i not in keep:

@@ -1,21 +1,29 @@
 """What a model pair learns about itself while it runs, kept between sessions.
 
-The C2T classifier learns from every tested draft node whether the target took
-it; the n-gram rate table learns how often each kind of n-gram candidate is
-accepted once its parent was.  Stored per (target, draft) pair in the user data
-directory, so a second session starts calibrated.
+Every candidate a drafter proposed — tested or pruned — is labelled once the
+text that actually followed is known: it "would have been accepted" if its path
+spells that text.  (Exact for greedy decoding; a close estimate under sampling.)
+Labelling pruned candidates too matters: a rate learned only from what was
+tested would never recover from a pessimistic start.
+
+* The C2T classifier learns P(accepted) of draft candidates from (joint draft
+  probability, parent entropy, depth).
+* The n-gram rate table learns P(accepted | parent accepted) per kind of n-gram
+  candidate (match length, successor rank).
+
+Stored per (target, draft) pair in the user data directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from engine.acceptance import NodeClassifier, RateTable, node_features
 from engine.drafters.base import StepOutcome
-from engine.tree import ROOT
 
 # Prior acceptance of n-gram candidates (successes, failures): a long prompt-lookup
 # match is usually right, a recycled 4th-ranked successor rarely is.
@@ -24,6 +32,7 @@ NGRAM_PRIOR = {
     "lookup:cont": (3.0, 2.0),
     **{f"recycle:r{r}": (1.0, 2.0 + 3 * r) for r in range(8)},
 }
+MAX_PENDING = 4000
 
 
 def pair_key(target: Path, draft: Path | None) -> str:
@@ -40,24 +49,48 @@ class PairKnowledge:
         self.directory = directory
         self.classifier = NodeClassifier(directory / "c2t.npz" if directory else None)
         self.rates = RateTable(NGRAM_PRIOR, directory / "ngram_rates.json" if directory else None)
+        # (start position in the stream, path tokens, features or None, rate key or None)
+        self._pending: list[tuple[int, tuple[int, ...], tuple | None, str | None]] = []
 
     def observe(self, outcome: StepOutcome) -> None:
-        accepted = set(outcome.accepted)
-        feats, labels = [], []
-        for i, node in enumerate(outcome.tree.nodes):
-            took = i in accepted
+        full = outcome.tree.full or outcome.tree
+        start = len(outcome.stream) - len(outcome.accepted) - 1
+        for i, node in enumerate(full.nodes):
             feat = node.info.get("feat")
+            key = node.info.get("key")
+            if feat is not None or key is not None:
+                self._pending.append((start, full.path_tokens(i), feat, key))
+        if len(self._pending) > MAX_PENDING:
+            del self._pending[: len(self._pending) - MAX_PENDING]
+        self.resolve(outcome.stream)
+
+    def resolve(self, stream: Sequence[int]) -> None:
+        """Label every pending candidate whose continuation is now known."""
+        n = len(stream)
+        feats, labels, keep = [], [], []
+        for item in self._pending:
+            start, path, feat, key = item
+            if start + len(path) > n:
+                keep.append(item)
+                continue
+            actual = tuple(stream[start : start + len(path)])
+            took = actual == path
             if feat is not None:
                 feats.append(feat)
                 labels.append(1.0 if took else 0.0)
-            key = node.info.get("key")
-            if key is not None and (node.parent == ROOT or node.parent in accepted):
+            if key is not None and actual[:-1] == path[:-1]:
                 self.rates.record(key, took)
+        self._pending = keep
         if feats:
             f = np.array(feats, dtype=np.float64)
             self.classifier.record(node_features(f[:, 0], f[:, 1], f[:, 2]), np.array(labels))
 
+    def forget_pending(self) -> None:
+        """A new reply starts: candidates of the old one can no longer be labelled."""
+        self._pending.clear()
+
     def end_of_reply(self) -> None:
+        self.forget_pending()
         self.classifier.maybe_fit()
         self.save()
 
