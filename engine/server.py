@@ -159,7 +159,7 @@ class Server:
 
         engine.reply(req["messages"], settings, cancel=cancel, on_event=forward)
 
-    def _engine(self):  # noqa: ANN202
+    def _engine(self):
         if self.engine is None:
             raise TandemError("no model loaded")
         return self.engine
