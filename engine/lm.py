@@ -154,13 +154,19 @@ class LlamaLM:
         tip_seqs: set[int] = set()
         claimed: set[int] = set()
         allocated: list[int] = []
+        # cached nodes this call builds on (and their ancestors) must survive evictions
+        protected: set[int] = set()
+        for p in parents:
+            while p != TIP and p < base and p not in protected:
+                protected.add(p)
+                p = self._pending[p].parent
         try:
             for leaf in (i for i in range(n_new) if not has_child[i]):
                 top = leaf
                 while parents[top] != TIP and parents[top] >= base:
                     top = parents[top] - base
                 attach = parents[top]
-                s = self._seq_for(attach, claimed, allocated)
+                s = self._seq_for(attach, claimed, allocated, protected)
                 node = leaf
                 while True:
                     new_seqs[node].add(s)
@@ -173,6 +179,8 @@ class LlamaLM:
         except ContextFull:
             for s in allocated:
                 self.ctx.seq_rm(s)
+                for node in self._pending:
+                    node.seqs.discard(s)
                 self._free.append(s)
             raise
 
@@ -203,7 +211,7 @@ class LlamaLM:
                 self._pending[p].n_children += 1
         return logits
 
-    def _seq_for(self, attach: int, claimed: set[int], allocated: list[int]) -> int:
+    def _seq_for(self, attach: int, claimed: set[int], allocated: list[int], protected: set[int]) -> int:
         """A sequence id holding exactly 'committed prefix + path to attach'."""
         if attach != TIP:
             v = self._pending[attach]
@@ -214,7 +222,7 @@ class LlamaLM:
                     if s not in claimed:
                         claimed.add(s)
                         return s
-        s = self._alloc()
+        s = self._alloc(claimed, protected)
         allocated.append(s)
         claimed.add(s)
         if attach == TIP:
@@ -229,22 +237,25 @@ class LlamaLM:
                 node = self._pending[node].parent
         return s
 
-    def _alloc(self) -> int:
+    def _alloc(self, claimed: set[int], protected: set[int]) -> int:
         if not self._free:
-            self._evict_one()
+            self._evict_one(claimed, protected)
         return self._free.pop()
 
-    def _evict_one(self) -> None:
-        """Out of sequence ids: drop the oldest pending leaf path that no other node
-        needs.  Its nodes leave the cache; they can no longer be parents."""
-        for node in self._pending:
-            if node.n_children == 0 and len(node.seqs) == 1:
-                (s,) = node.seqs
-                self.ctx.seq_rm(s)
-                for other in self._pending:
-                    other.seqs.discard(s)
-                self._free.append(s)
-                return
+    def _evict_one(self, claimed: set[int], protected: set[int]) -> None:
+        """Out of sequence ids: drop the oldest pending leaf path that nothing in the
+        current call needs.  Its nodes leave the cache; they can no longer be parents."""
+        for i, node in enumerate(self._pending):
+            if i in protected or node.n_children or len(node.seqs) != 1:
+                continue
+            (s,) = node.seqs
+            if s in claimed or any(self._pending[p].seqs == {s} for p in protected):
+                continue
+            self.ctx.seq_rm(s)
+            for other in self._pending:
+                other.seqs.discard(s)
+            self._free.append(s)
+            return
         raise ContextFull("no sequence id free for another tree branch")
 
     def _resync_after_failure(self, n_committed: int) -> None:

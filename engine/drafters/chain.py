@@ -13,6 +13,7 @@ import numpy as np
 from engine.drafters.base import DraftRequest, StepOutcome
 from engine.drafters.draft_model import TIP, DraftModel
 from engine.drafters.learning import PairKnowledge
+from engine.lm import ContextFull
 from engine.sampling import distribution, entropy, fast_top_k, sample
 from engine.settings import SpecSettings
 from engine.tree import DRAFT, ROOT, Tree
@@ -56,7 +57,10 @@ class ChainDrafter:
             if depth == n_max or self.dm.eog_mask[token] or self.dm.room() < 2:
                 break
             base = self.dm.lm.n_pending
-            row = self.dm.expand([parent_lm], [token])[0]
+            try:
+                row = self.dm.expand([parent_lm], [token])[0]
+            except ContextFull:
+                break
             parent_lm = base
         return tree
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.acceptance import NodeClassifier
 from engine.drafters.draft_model import DraftModel
+from engine.lm import ContextFull
 from engine.sampling import SamplingParams, distribution, entropy, fast_top_k
 from engine.tree import DRAFT, Tree
 
@@ -121,7 +122,10 @@ def grow(
             return
         parents = [parent_lm[tree.nodes[n].parent] for n, _ in chosen]
         base = dm.lm.n_pending
-        rows = dm.expand(parents, [tree.nodes[n].token for n, _ in chosen])
+        try:
+            rows = dm.expand(parents, [tree.nodes[n].token for n, _ in chosen])
+        except ContextFull:
+            return  # no cache room or sequence ids left: the tree stops growing here
         frontier = []
         for i, (n, f) in enumerate(chosen):
             parent_lm[n] = base + i
