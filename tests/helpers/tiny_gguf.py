@@ -69,6 +69,7 @@ def write_tiny_gguf(
     n_ff: int = 128,
     n_ctx: int = 512,
     vocab_extra: int = 0,
+    chat_template: str = CHAT_TEMPLATE,
 ) -> Path:
     """Write the model; `vocab_extra` appends filler tokens (for incompatible pairs)."""
     import gguf
@@ -97,7 +98,7 @@ def write_tiny_gguf(
     w.add_bos_token_id(tokens.index("<|endoftext|>"))
     w.add_eos_token_id(tokens.index("<|im_end|>"))
     w.add_add_bos_token(False)
-    w.add_chat_template(CHAT_TEMPLATE)
+    w.add_chat_template(chat_template)
 
     def t(name: str, *shape: int, scale: float = 0.3) -> None:
         w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
