@@ -100,3 +100,14 @@ def test_multi_turn_chat_reuses_the_cache_and_matches_a_fresh_run(qwen_engine) -
                               record_margins=True)
     assert fresh.stats.prefill_tokens == total - 1
     assert_equivalent(fresh, reused, "multi-turn")
+
+
+def test_plain_greedy_is_deterministic_across_runs(qwen_engine) -> None:
+    messages = [{"role": "user", "content": "Explain what a hash table is in two sentences."}]
+    settings = GenerationSettings(max_tokens=64, spec=SpecSettings(mode="off"))
+    runs = []
+    for _ in range(2):
+        qwen_engine.target.truncate(0)  # from scratch each time, not from the cache
+        runs.append(qwen_engine.reply(messages, settings).tokens)
+    assert runs[0] == runs[1]
+    assert len(runs[0]) > 10
