@@ -65,6 +65,7 @@ class Engine:
         self._cost: CostModel | None = None
         self._baseline: float | None = None
         self._lock = threading.Lock()
+        self._drafters: dict[tuple, object] = {}
 
     def _context(self, model: LlamaModel, n_ctx: int) -> LlamaLM:
         ctx = LlamaContext(model, n_ctx=n_ctx, n_threads=self.threads, n_seq_max=N_SEQ_MAX)
@@ -88,6 +89,7 @@ class Engine:
             key = self._curve_key(self.load_settings.draft, self.load_settings.draft_gpu_layers)
             draft = self._curve(self.draft, key, cache, remeasure)
         self._cost = CostModel(target, draft)
+        self._drafters.clear()  # auto's drafter holds the curve it was made with
         return self._cost
 
     @staticmethod
@@ -188,8 +190,16 @@ class Engine:
                                  "speculating with the n-gram stage only."))
         cost = self.cost_model() if spec.mode == "auto" else None
         baseline = self.baseline_tps()
-        drafter = make_drafter(spec, dm, self.knowledge, cost)
+        drafter = self._drafter(spec, dm, cost)
         return self._run(prompt, drafter, settings, cancel, on_event, baseline, record_margins)
+
+    def _drafter(self, spec, dm, cost):
+        """Drafters live as long as the engine, so what they learn about this pair
+        (draft step value, exploration back-off) carries over between replies."""
+        key = tuple(sorted(vars(spec).items()))
+        if key not in self._drafters:
+            self._drafters[key] = make_drafter(spec, dm, self.knowledge, cost)
+        return self._drafters[key]
 
     def _run(self, prompt, drafter, settings, cancel, on_event, baseline, record_margins=False) -> Reply:
         with self._lock:

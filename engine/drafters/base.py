@@ -43,7 +43,9 @@ class Drafter(Protocol):
 
     def observe(self, outcome: StepOutcome) -> None: ...
 
-    def reset(self) -> None: ...
+    def reset(self) -> None:
+        """A new reply begins (learned state is kept)."""
+        ...
 
 
 class NoDrafter:

@@ -69,4 +69,4 @@ class ChainDrafter:
         self.knowledge.observe(outcome)
 
     def reset(self) -> None:
-        pass
+        self.knowledge.forget_pending()

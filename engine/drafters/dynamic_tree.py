@@ -57,4 +57,4 @@ class DynamicTreeDrafter:
         self.knowledge.observe(outcome)
 
     def reset(self) -> None:
-        pass
+        self.knowledge.forget_pending()

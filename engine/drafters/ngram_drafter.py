@@ -69,8 +69,8 @@ class NgramStage:
             self.recycling.learn(tree.nodes[i].token, logits[i + 1])
 
     def reset(self) -> None:
-        self.index.reset()
-        self.recycling.reset()
+        """A new reply: the index follows the stream by itself (and rebuilds when the
+        conversation changed); the target's successor lists stay useful."""
 
 
 class NgramDrafter:
@@ -92,4 +92,4 @@ class NgramDrafter:
         self.knowledge.observe(outcome)
 
     def reset(self) -> None:
-        self.stage.reset()
+        self.knowledge.forget_pending()

@@ -34,7 +34,10 @@ from engine.sizing import best_size
 from engine.tree import NGRAM, ROOT, Tree
 
 NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
-EXPLORE_EVERY = 12  # auto: try the draft at least this often, to keep estimates fresh
+# auto tries the draft at least this often, to keep its estimate fresh; each try
+# that loses to plain decoding doubles the wait (a steep CPU cost curve makes the
+# draft a loss most of the time, and a try costs a catch-up decode)
+EXPLORE_FIRST, EXPLORE_MAX = 8, 128
 
 
 class StagedDrafter:
@@ -58,6 +61,7 @@ class StagedDrafter:
         self._draft_tokens = 2.0
         self._draft_seconds = None
         self._since_draft = 0
+        self._explore_every = EXPLORE_FIRST
 
     # ------------------------------------------------------------------ propose
 
@@ -70,6 +74,7 @@ class StagedDrafter:
             return self._size(ngram, budget, time.perf_counter() - start)
         self.mode = "staged"
         self._since_draft = 0
+        self._explore_every = EXPLORE_FIRST
         checked = ngram.keep(ngram.best(min(NGRAM_TO_DRAFT, max(budget, 1))))
         if self.dm.room() < len(checked) + len(req.stream) - len(self.dm.lm.tokens) + 1:
             checked = Tree()
@@ -124,7 +129,7 @@ class StagedDrafter:
         if not self.adaptive:
             return True
         self._since_draft += 1
-        if self._draft_seconds is None or self._since_draft >= EXPLORE_EVERY:
+        if self._draft_seconds is None or self._since_draft >= self._explore_every:
             return True
         _, ngram_rate = best_size(ngram, self.cost.target, 0.0, budget)
         return self._draft_tokens / self._draft_seconds > ngram_rate
@@ -165,9 +170,12 @@ class StagedDrafter:
                 else:
                     self._draft_seconds = 0.8 * self._draft_seconds + 0.2 * t
                     self._draft_tokens = 0.8 * self._draft_tokens + 0.2 * n
+                plain_rate = 1.0 / self.cost.target(1)
+                won = n / t > plain_rate
+                self._explore_every = EXPLORE_FIRST if won else min(2 * self._explore_every, EXPLORE_MAX)
         self.stage.learn(outcome)
         self.knowledge.observe(outcome)
 
     def reset(self) -> None:
-        self.stage.reset()
+        self.knowledge.forget_pending()
 
