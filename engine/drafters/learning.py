@@ -28,9 +28,9 @@ from engine.drafters.base import StepOutcome
 # Prior acceptance of n-gram candidates (successes, failures): a long prompt-lookup
 # match is usually right, a recycled 4th-ranked successor rarely is.
 NGRAM_PRIOR = {
-    **{f"lookup:m{m}": (1.0 + m, 4.0) for m in range(1, 17)},
-    "lookup:cont": (3.0, 2.0),
-    **{f"recycle:r{r}": (1.0, 2.0 + 3 * r) for r in range(8)},
+    **{f"lookup:b0:e{m}": (1.0 + m, 4.0) for m in range(1, 17)},
+    **{f"lookup:b1:e{m}": (1.0, 4.0) for m in range(1, 17)},
+    **{f"recycle:r{r}:d{d}": (1.0, 2.0 + 3 * r) for r in range(8) for d in range(3)},
 }
 MAX_PENDING = 4000
 

@@ -31,14 +31,14 @@ class NgramStage:
         self.index.sync(stream)
         tree = Tree()
         rates = self.knowledge.rates
-        for cont in self.index.continuations(max_len, branches=2):
-            key = f"lookup:m{min(cont.match_len, 16)}"
-            p = rates.rate(key)
+        for branch, cont in enumerate(self.index.continuations(max_len, branches=2)):
+            p = 1.0
             parent = ROOT
             for j, tok in enumerate(cont.tokens):
-                if j:
-                    key = "lookup:cont"
-                    p *= rates.rate(key)
+                # Once j tokens of a copy were accepted, the text matched m + j tokens:
+                # acceptance is learned per effective match length (and branch rank).
+                key = f"lookup:b{branch}:e{min(cont.match_len + j, 16)}"
+                p *= rates.rate(key)
                 if p < MIN_P:
                     tree.note_ignored(NGRAM, len(cont.tokens) - j)
                     break
@@ -53,7 +53,7 @@ class NgramStage:
         if succ is None:
             return
         for rank, tok in enumerate(succ[: RECYCLE_WIDTH[depth]]):
-            key = f"recycle:r{rank}"
+            key = f"recycle:r{rank}:d{depth}"
             p = p_parent * self.knowledge.rates.rate(key)
             if p < MIN_P:
                 tree.note_ignored(NGRAM)
