@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from engine.errors import ModelFileError
@@ -84,4 +85,7 @@ def open_engine(args: argparse.Namespace, settings: GenerationSettings):
     need_draft = settings.spec.uses_draft_model
     load = load_settings(args, need_draft=need_draft)
     # `auto` speculates with the n-gram stage alone when the draft does not fit
-    return Engine(load, require_compatible_draft=settings.spec.mode != "auto")
+    engine = Engine(load, require_compatible_draft=settings.spec.mode != "auto")
+    for notice in engine.notices:
+        print(f"[{notice}]", file=sys.stderr)
+    return engine

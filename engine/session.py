@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import costmodel, paths
+from engine import costmodel, paths, resources
 from engine.chat_template import ChatTemplate
 from engine.compat import check_pair, incompatibility
 from engine.costmodel import CostCurve, CostModel
@@ -23,7 +23,7 @@ from engine.drafters.base import NoDrafter
 from engine.errors import ContextOverflowError, IncompatiblePairError
 from engine.events import Event, NoticeEvent
 from engine.generate import Reply, generate
-from engine.llama_backend import LlamaContext, LlamaModel, default_threads, system_info
+from engine.llama_backend import LlamaContext, LlamaModel, default_threads, supports_gpu_offload, system_info
 from engine.lm import LlamaLM
 from engine.settings import GenerationSettings, LoadSettings
 
@@ -35,7 +35,10 @@ class Engine:
     def __init__(self, load: LoadSettings, *, require_compatible_draft: bool = True) -> None:
         self.load_settings = load
         self.threads = load.threads or default_threads()
-        self.target_model = LlamaModel(load.target, n_gpu_layers=load.gpu_layers)
+        self.notices: list[str] = []  # things the user should know about this load
+        # before llama.cpp sees anything: an oversized request gets a message, not an OOM kill
+        resources.check_fits(load.target, load.draft, load.n_ctx)
+        self.target_model = self._load(load.target, load.gpu_layers, "target")
         self.target = self._context(self.target_model, load.n_ctx)
         self.template = ChatTemplate(
             self.target_model.chat_template,
@@ -46,7 +49,7 @@ class Engine:
         self.draft: LlamaLM | None = None
         self.draft_problem: str | None = None
         if load.draft:
-            draft_model = LlamaModel(load.draft, n_gpu_layers=load.draft_gpu_layers, vocab_only=True)
+            draft_model = LlamaModel(load.draft, vocab_only=True)
             self.draft_problem = incompatibility(self.target_model, draft_model)
             draft_model.close()
             if self.draft_problem is not None and require_compatible_draft:
@@ -55,7 +58,7 @@ class Engine:
                     f"{Path(load.target).name}: {self.draft_problem}"
                 )
             if self.draft_problem is None:
-                self.draft_model = LlamaModel(load.draft, n_gpu_layers=load.draft_gpu_layers)
+                self.draft_model = self._load(load.draft, load.draft_gpu_layers, "draft")
                 check_pair(self.target_model, self.draft_model)
                 self.draft = self._context(self.draft_model, load.n_ctx)
         key_dir = paths.data_dir() / "pairs"
@@ -66,6 +69,13 @@ class Engine:
         self._baseline: float | None = None
         self._lock = threading.Lock()
         self._drafters: dict[tuple, object] = {}
+
+    def _load(self, path: str, gpu_layers: int, what: str) -> LlamaModel:
+        shape = resources.model_shape(path)
+        layers, notice = resources.gpu_layers_notice(gpu_layers, shape.n_layer, supports_gpu_offload(), what)
+        if notice:
+            self.notices.append(notice)
+        return LlamaModel(path, n_gpu_layers=layers)
 
     def _context(self, model: LlamaModel, n_ctx: int) -> LlamaLM:
         ctx = LlamaContext(model, n_ctx=n_ctx, n_threads=self.threads, n_seq_max=N_SEQ_MAX)
