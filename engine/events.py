@@ -39,6 +39,7 @@ class DoneEvent:
     stats: dict
     tokens: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    margins: list[float] = field(default_factory=list)  # only when asked for (tests)
     type: str = "done"
 
 

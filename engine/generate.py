@@ -169,7 +169,7 @@ def generate(
         texts.append(tail)
         emit(TextEvent([(tail, TARGET)]))
     reply.text = "".join(texts)
-    emit(DoneEvent(reply.reason, reply.text, reply.stats.snapshot(), reply.tokens, reply.sources))
+    emit(DoneEvent(reply.reason, reply.text, reply.stats.snapshot(), reply.tokens, reply.sources, reply.margins))
     return reply
 
 

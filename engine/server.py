@@ -5,7 +5,7 @@ stdout, so a crash inside llama.cpp kills only this process, never the window.
 
 Requests (one JSON object per line):
     {"op": "load", "load": {LoadSettings}}             -> "loaded" or "error"
-    {"op": "generate", "id": ID, "messages": [...], "settings": {GenerationSettings}}
+    {"op": "generate", "id": ID, "messages": [...], "settings": {GenerationSettings}, "record_margins": false}
                                                        -> "text"/"step"/"notice" events, then "done" or "error"
     {"op": "cancel", "id": ID}                         -> the generation ends with reason "cancelled"
     {"op": "measure"}                                  -> "measured" (re-measures costs and baseline)
@@ -158,7 +158,8 @@ class Server:
         def forward(event: object) -> None:
             self.send({**to_dict(event), "id": req_id})
 
-        engine.reply(req["messages"], settings, cancel=cancel, on_event=forward)
+        engine.reply(req["messages"], settings, cancel=cancel, on_event=forward,
+                     record_margins=bool(req.get("record_margins")))
 
     def _engine(self):
         if self.engine is None:
