@@ -1,0 +1,1 @@
+"""Widgets and windows.  They show state and emit intents; controllers do the work."""

@@ -1,0 +1,47 @@
+"""The permanent part of the status bar: engine state, speculation mode, model pair,
+and the measured plain-decoding speed."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+from app.theme import Colors
+
+ENGINE_TEXT = {
+    "checking": "● checking models",
+    "missing": "● models missing",
+    "loading": "● loading",
+    "ready": "● ready",
+    "load_failed": "● load failed",
+    "crashed": "● engine stopped",
+}
+
+
+class StatusLabels:
+    def __init__(self, bar: QStatusBar) -> None:
+        self.engine = QLabel()
+        self.mode = QLabel()
+        self.mode.setObjectName("statusMode")
+        self.mode.setToolTip("Speculation mode used for the next reply (toolbar switch; Settings)")
+        self.pair = QLabel()
+        self.pair.setToolTip("Target model · draft model")
+        self.baseline = QLabel()
+        self.baseline.setToolTip("Plain decoding speed of the target, measured on this computer")
+        for label in (self.engine, self.mode, self.pair, self.baseline):
+            bar.addPermanentWidget(label)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode.setText("Speculation: off" if mode == "off" else f"Speculation: {mode}")
+        self.mode.setProperty("off", mode == "off")  # the stylesheet greys it out
+        self.mode.style().unpolish(self.mode)
+        self.mode.style().polish(self.mode)
+
+    def set_engine(self, state: str, writing: bool, colors: Colors) -> None:
+        text = "● writing" if state == "ready" and writing else ENGINE_TEXT[state]
+        colour = {"ready": colors.ok_text, "load_failed": colors.error_text,
+                  "crashed": colors.error_text}.get(state, colors.muted)
+        self.engine.setText(text)
+        self.engine.setStyleSheet(f"color: {colour};")
+
+    def set_baseline(self, tps: float | None) -> None:
+        self.baseline.setText(f"plain {tps:.1f} tok/s" if tps else "")
