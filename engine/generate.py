@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import faults
 from engine.detokenize import Detokenizer
 from engine.drafters.base import Drafter, DraftRequest, StepOutcome
 from engine.errors import ContextOverflowError
@@ -115,11 +116,13 @@ def generate(
             reply.reason = "context"
             break
         t0 = time.perf_counter()
+        faults.point("draft")  # inert unless TANDEM_FAULT is set (engine/faults.py)
         room = min(target.room() - 1, max_tree_nodes)
         tree = drafter.propose(DraftRequest(stream, params, rng, room))
         tree = fit_to_limits(tree, room, MAX_TREE_LEAVES)
         t1 = time.perf_counter()
         root = stream[-1]
+        faults.point("verify")  # inert unless TANDEM_FAULT is set (engine/faults.py)
         logits = target.decode([root], tree.parents, tree.tokens)
         t2 = time.perf_counter()
 
@@ -160,7 +163,7 @@ def generate(
         reply.stats.add(step, sources[:keep])
         if pieces:
             emit(TextEvent(pieces))
-        emit(StepEvent(step.to_dict(), reply.stats.snapshot()))
+        emit(StepEvent(step.to_dict(), reply.stats.snapshot(per_step=False)))
         if reply.reason == "stop":
             break
 

@@ -104,9 +104,10 @@ def fast_top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, floa
         delta *= 4
         cand = np.flatnonzero(row > m - delta)
     z = float(np.exp(row - m, dtype=np.float32).sum())
-    vals = row[cand].astype(np.float64) - m
-    order = np.argsort(-vals, kind="stable")
-    ids = cand[order[:k]]
-    pc = np.exp(vals) / z
-    ent = float(-(pc * np.log(np.maximum(pc, 1e-30))).sum())
-    return ids, pc[order[:k]], ent
+    vals = row[cand] - np.float32(m)
+    pc = np.exp(vals) / np.float32(z)
+    ent = float(-(pc * np.log(np.maximum(pc, np.float32(1e-30)))).sum())
+    # flat distributions leave thousands of candidates: partition before sorting
+    top = np.argpartition(-vals, k - 1)[:k] if len(vals) > k else np.arange(len(vals))
+    top = top[np.argsort(-vals[top], kind="stable")]
+    return cand[top], pc[top].astype(np.float64), ent

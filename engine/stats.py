@@ -122,7 +122,9 @@ class ReplyStats:
     def acceptance_by_depth(self) -> list[float | None]:
         return [a / r if r else None for r, a in zip(self.depth_reached, self.depth_accepted, strict=True)]
 
-    def snapshot(self) -> dict:
+    def snapshot(self, per_step: bool = True) -> dict:
+        """Totals so far.  The per-step list of accepted lengths grows with the reply,
+        so step events leave it out (`per_step=False`) and only the last snapshot has it."""
         tested = dict(self.tested)
         accepted = dict(self.accepted)
         drafted = dict(self.drafted)
@@ -147,6 +149,6 @@ class ReplyStats:
             "prompt_tokens": self.prompt_tokens,
             "prefill_tokens": self.prefill_tokens,
             "acceptance_by_depth": self.acceptance_by_depth(),
-            "accepted_len": list(self.accepted_len),
+            "accepted_len": list(self.accepted_len) if per_step else [],
             "modes": dict(self.modes),
         }
