@@ -38,6 +38,22 @@ NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
 # that loses to plain decoding doubles the wait (a steep CPU cost curve makes the
 # draft a loss most of the time, and a try costs a catch-up decode)
 EXPLORE_FIRST, EXPLORE_MAX = 8, 128
+OPTIMISTIC_ACCEPTANCE = 0.95  # per drafted token, for deciding whether drafting can ever pay
+
+
+def draft_can_pay(cost: CostModel, alpha: float = OPTIMISTIC_ACCEPTANCE, longest: int = 16) -> bool:
+    """Could a draft chain beat plain decoding on this machine even when its tokens
+    are accepted with probability `alpha`?  One draft decode per drafted token, one
+    target pass for all of them (Sequoia's rule on the measured curves).  On a CPU
+    whose batched decodes cost nearly as much as single ones, it cannot."""
+    if cost.draft is None:
+        return False
+    plain = 1.0 / cost.target(1)
+    for k in range(1, longest + 1):
+        expected = (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
+        if expected / (k * cost.draft(1) + cost.target(k + 1)) > plain:
+            return True
+    return False
 
 
 class StagedDrafter:
@@ -62,6 +78,7 @@ class StagedDrafter:
         self._draft_seconds = None
         self._since_draft = 0
         self._explore_every = EXPLORE_FIRST
+        self._draft_viable = cost is None or draft_can_pay(cost)
 
     # ------------------------------------------------------------------ propose
 
@@ -128,6 +145,8 @@ class StagedDrafter:
     def _draft_pays(self, ngram: Tree, budget: int) -> bool:
         if not self.adaptive:
             return True
+        if not self._draft_viable:
+            return False
         self._since_draft += 1
         if self._draft_seconds is None or self._since_draft >= self._explore_every:
             return True
