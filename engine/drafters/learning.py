@@ -17,6 +17,7 @@ Stored per (target, draft) pair in the user data directory.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,11 +26,27 @@ import numpy as np
 from engine.acceptance import NodeClassifier, RateTable, node_features
 from engine.drafters.base import StepOutcome
 
-# Prior acceptance of n-gram candidates (successes, failures): a long prompt-lookup
-# match is usually right, a recycled 4th-ranked successor rarely is.
+PRIOR_WEIGHT = 10.0  # the prior counts as this many observations
+
+
+def lookup_prior(effective_match: int, branch: int) -> float:
+    """P(a prompt-lookup token is accepted | the ones before it were), by effective
+    match length.  Fitted to 16 recorded replies of the default pair (2816 tokens):
+    0.21, 0.47, 0.58, 0.74, 0.80 for 1..5 matched tokens, ~0.9 from 8, 0.98 from 16;
+    the second-best continuation is right about half as often."""
+    p = 1.0 - 0.8 * math.exp(-(effective_match - 1) / 3.0)
+    return p if branch == 0 else 0.55 * p
+
+
+def _beta(p: float) -> tuple[float, float]:
+    return PRIOR_WEIGHT * p, PRIOR_WEIGHT * (1.0 - p)
+
+
+# Prior acceptance of n-gram candidates as (successes, failures).
 NGRAM_PRIOR = {
-    **{f"lookup:b0:e{m}": (1.0 + m, 4.0) for m in range(1, 17)},
-    **{f"lookup:b1:e{m}": (1.0, 4.0) for m in range(1, 17)},
+    **{f"lookup:b{b}:e{e}": _beta(lookup_prior(e, b)) for b in (0, 1) for e in range(1, 17)},
+    # a recycled successor: the target's own earlier top-1 after this token is often
+    # right again, its 4th choice rarely
     **{f"recycle:r{r}:d{d}": (1.0, 2.0 + 3 * r) for r in range(8) for d in range(3)},
 }
 MAX_PENDING = 4000
