@@ -1,0 +1,135 @@
+"""The benchmark loop: every arm on every prompt, interleaved.
+
+Per prompt the arms run one after another, in an order rotated by one each
+prompt, so slow drifts of the machine (thermal, other load) hit every arm alike
+and no arm always runs first.  One short warm-up generation per Tandem arm is
+run before and excluded.  After each prompt, every arm's output is checked
+against plain decoding's (engine.bench.equivalence) and mismatches are printed
+at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.bench.engine_arm import ENGINE_KINDS, EngineArms
+from engine.bench.equivalence import MISMATCH, NEAR, check_runs
+from engine.bench.lookup_arm import run_lookup
+from engine.bench.peer_arm import PEER_KINDS, run_peer
+from engine.bench.results import ArmSpec, RunResult
+from engine.bench.suites import BenchPrompt
+from engine.errors import TandemError
+
+LOOKUP_KIND = "lcp-lookup"
+WARMUP_TOKENS = 16
+
+
+@dataclass
+class BenchOptions:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int | None = None
+    peer_dir: Path | None = None
+    repeats: int = 1  # runs per (prompt, arm); the fastest counts: contention only ever adds time
+
+
+def check_arms(arms: Sequence[ArmSpec], opts: BenchOptions) -> None:
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise TandemError(f"an arm is listed twice: {' '.join(names)}")
+    for a in arms:
+        kinds = (*ENGINE_KINDS, LOOKUP_KIND, *PEER_KINDS)
+        if a.kind not in kinds:
+            raise TandemError(f"unknown arm {a.name!r}: choose from {', '.join(kinds)}")
+        if a.kind in PEER_KINDS and opts.peer_dir is None:
+            raise TandemError(f"arm {a.name} needs --peer-llama-cpp DIR (build it with scripts/build_peer_llama.sh)")
+    if "plain" not in names:
+        raise TandemError("the plain arm is the reference for speed and output: keep it in --arms")
+
+
+def run_bench(
+    engine, prompts: Sequence[BenchPrompt], arms: Sequence[ArmSpec], opts: BenchOptions,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> list[RunResult]:
+    check_arms(arms, opts)
+    started = time.perf_counter()
+    # Measured once up front, so no arm's first run pays for it (auto needs the curve).
+    engine.cost_model()
+    engine.baseline_tps()
+    runner = EngineArms(engine)
+    try:
+        prepared = []
+        for p in prompts:
+            tokens = engine.chat_tokens(p.messages)
+            if len(tokens) + opts.max_tokens + 16 > engine.target.n_ctx:
+                log(f"skipping {p.id}: {len(tokens)} prompt tokens + {opts.max_tokens} do not fit the context")
+                continue
+            prepared.append((p, tokens, engine.template.render(p.messages, add_generation_prompt=True)))
+        if not prepared:
+            raise TandemError("no prompt fits the context")
+        p0, t0, _ = prepared[0]
+        for arm in arms:
+            if arm.kind in ENGINE_KINDS:
+                runner.run(arm, p0, t0, max_tokens=min(WARMUP_TOKENS, opts.max_tokens),
+                           temperature=opts.temperature, seed=opts.seed)
+        log(f"setup (cost curve, baseline, warm-up) took {time.perf_counter() - started:.0f} s")
+        results: list[RunResult] = []
+        for i, (prompt, tokens, text) in enumerate(prepared):
+            tries: dict[str, list[RunResult]] = {a.name: [] for a in arms}
+            for rep in range(max(1, opts.repeats)):
+                k = (i + rep) % len(arms)
+                for arm in [*arms[k:], *arms[:k]]:
+                    tries[arm.name].append(_run_one(engine, runner, arm, prompt, tokens, text, opts))
+            done = [fastest(tries[a.name]) for a in arms]
+            check_runs(done, engine.target_model, greedy=opts.temperature <= 0)
+            for r in sorted(done, key=lambda r: [a.name for a in arms].index(r.arm)):
+                log(f"[{i + 1}/{len(prepared)}] {progress_line(r)}")
+                if r.check and r.check["status"] == MISMATCH:
+                    log(f"!!! MISMATCH: {r.arm} on {r.prompt_id}: {r.check['detail']} "
+                        f"(plain margin {r.check['margin']}) — speculation changed the output")
+            results.extend(done)
+        return results
+    finally:
+        runner.close()
+        engine.target.truncate(0)
+        if engine.draft is not None:
+            engine.draft.truncate(0)
+
+
+def fastest(runs: list[RunResult]) -> RunResult:
+    """The run that got the machine most to itself; the others are noted in its extra."""
+    ok = [r for r in runs if r.ok]
+    best = max(ok, key=lambda r: r.tokens_per_s or 0.0) if ok else runs[0]
+    if len(runs) > 1:
+        best.extra["repeats_tokens_per_s"] = [r.tokens_per_s for r in runs]
+    return best
+
+
+def _run_one(engine, runner: EngineArms, arm: ArmSpec, prompt: BenchPrompt, tokens: list[int], text: str,
+             opts: BenchOptions) -> RunResult:
+    if arm.kind in ENGINE_KINDS:
+        return runner.run(arm, prompt, tokens, max_tokens=opts.max_tokens, temperature=opts.temperature,
+                          seed=opts.seed, record_margins=arm.kind == "plain")
+    load = engine.load_settings
+    if arm.kind == LOOKUP_KIND:
+        return run_lookup(arm, prompt, tokens, model=load.target, threads=engine.threads, n_ctx=engine.target.n_ctx,
+                          max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
+    r = run_peer(arm, prompt, text, len(tokens), bin_dir=opts.peer_dir, target=load.target, draft=load.draft,
+                 threads=engine.threads, n_ctx=engine.target.n_ctx, max_tokens=opts.max_tokens,
+                 temperature=opts.temperature, seed=opts.seed)
+    return r
+
+
+def progress_line(r: RunResult) -> str:
+    if not r.ok:
+        return f"{r.prompt_id} · {r.arm}: {r.error}"
+    tps = r.tokens_per_s or 0.0
+    verdict = ""
+    if r.check:
+        verdict = {MISMATCH: " MISMATCH", NEAR: " near-tie"}.get(r.check["status"], "")
+    tau = f", tau {r.n_tokens / r.steps:.2f}" if r.steps else ""
+    return f"{r.prompt_id} · {r.arm}: {r.n_tokens} tokens, {tps:.1f} tok/s{tau}{verdict}"

@@ -1,0 +1,103 @@
+"""Markdown for people: one table per category and one for all prompts, the
+mismatch report, and how the numbers were measured."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from engine.bench.equivalence import MISMATCH, NEAR
+from engine.bench.results import RunResult
+from engine.bench.summary import ALL, ArmSummary
+
+COLUMNS = ("arm", "tok/s", "speedup", "τ", "accept", "draft/verify/other %", "overhead ms/step",
+           "prefill tok/s", "CPU share", "mismatches")
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _split(split: tuple[float, float, float] | None) -> str:
+    if split is None:
+        return "–"
+    return "/".join(_f(100 * v if not math.isnan(v) else None, ".0f") for v in split)
+
+
+def row(s: ArmSummary) -> list[str]:
+    if s.tokens_per_s is None:
+        reason = s.errors[0] if s.errors else "no run"
+        return [s.arm, reason.replace("|", "\\|")[:160], *["–"] * (len(COLUMNS) - 2)]
+    mism = str(s.mismatches)
+    if s.near_ties:
+        mism += f" (+{s.near_ties} near-tie)"
+    if s.failed:
+        mism += f", {s.failed} crashed"
+    return [s.arm, _f(s.tokens_per_s, ".1f"), _f(s.speedup, ".2f") + ("×" if s.speedup else ""),
+            _f(s.tau, ".2f"), _f(100 * s.acceptance if s.acceptance is not None else None, ".0f") +
+            ("%" if s.acceptance is not None else ""), _split(s.split), _f(s.overhead_ms_per_step, ".1f"),
+            _f(s.prefill_tps, ".0f"), _f(100 * s.cpu_share if s.cpu_share is not None else None, ".0f") +
+            ("%" if s.cpu_share is not None else ""), mism]
+
+
+def table(rows: Sequence[ArmSummary]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(s)) + " |" for s in rows]
+    return "\n".join(lines)
+
+
+def mismatch_report(runs: Sequence[RunResult]) -> str:
+    bad = [r for r in runs if r.check and r.check["status"] in (MISMATCH, NEAR)]
+    if not bad:
+        return "Every arm's output was token-identical to plain decoding (greedy)."
+    lines = []
+    for r in bad:
+        m = r.check.get("margin")
+        margin = f"plain top-2 margin {m:.3f}" if m is not None else "no margin"
+        loud = "**MISMATCH**" if r.check["status"] == MISMATCH else "near-tie (within batch noise)"
+        lines.append(f"- {loud}: `{r.arm}` on `{r.prompt_id}` at {r.check['detail']} ({margin})")
+    return "\n".join(lines)
+
+
+def crash_report(runs: Sequence[RunResult]) -> str:
+    errors: dict[tuple[str, str], list[str]] = {}
+    for r in runs:
+        if r.error:
+            errors.setdefault((r.arm, r.error), []).append(r.prompt_id)
+    return "\n".join(f"- `{arm}` {err} (prompts: {', '.join(ids)})" for (arm, err), ids in errors.items())
+
+
+def results_markdown(summary: dict[str, list[ArmSummary]], runs: Sequence[RunResult], config: dict,
+                     machine: dict) -> str:
+    parts = [
+        "# tandem bench",
+        "",
+        f"{machine.get('date', '')} · {machine.get('cpu', '')} · {machine.get('threads')} threads · "
+        f"suite `{config.get('suite')}` · {config.get('max_tokens')} new tokens · "
+        f"{'greedy' if not config.get('temperature') else 'temperature ' + str(config['temperature'])}"
+        + (f" · fastest of {config['repeat']} runs per prompt and arm" if config.get("repeat", 1) > 1 else ""),
+        "",
+        f"Target `{(machine.get('target') or {}).get('name')}`, draft `{(machine.get('draft') or {}).get('name')}`. "
+        f"Load average at start / end: {machine.get('load_average_at_start')} / {machine.get('load_average_at_end')} "
+        f"({machine.get('logical_cpus')} logical CPUs).",
+        "",
+        f"Decode cost the engine used (ms by batch size, target/draft): {config.get('cost_summary_ms', '–')}.",
+        "",
+        "tok/s: generated tokens / generation time (prompt processing excluded; it is the prefill column). "
+        "speedup: tok/s ÷ plain decoding's on the same prompts, this run. τ: tokens per target pass. "
+        "accept: accepted ÷ tested candidates. draft/verify/other: share of generation time. "
+        "overhead ms/step: time outside every llama_decode call, per target pass. "
+        "CPU share: CPU time the arm got ÷ (wall time × threads); well below 100% means other processes "
+        "took the cores and the speed is not trustworthy (llama.cpp threads spin-wait when oversubscribed). "
+        "mismatches: outputs that differ from plain decoding beyond a near-tie.",
+        "",
+    ]
+    order = [c for c in summary if c != ALL] + [ALL]
+    for cat in order:
+        n = len({r.prompt_id for r in runs if cat == ALL or r.category == cat})
+        parts += [f"## {cat} ({n} prompt{'s' if n != 1 else ''})", "", table(summary[cat]), ""]
+    parts += ["## Equivalence with plain decoding", "", mismatch_report(runs), ""]
+    crashes = crash_report(runs)
+    if crashes:
+        parts += ["## Crashed runs", "", crashes, ""]
+    return "\n".join(parts)
