@@ -104,10 +104,11 @@ def generate(
 
     start = time.perf_counter()
     reply.stats.prefill_tokens = prefill(target, prompt, cancel)
+    drafter.reset()
+    drafter.prefill(prompt)  # the draft's prompt processing is prompt processing, not drafting
     reply.stats.t_prefill = time.perf_counter() - start
 
     stream = list(prompt)
-    drafter.reset()
     while len(reply.tokens) < settings.max_tokens:
         if cancel is not None and cancel.is_set():
             reply.reason = "cancelled"

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,6 +255,11 @@ class LlamaContext:
         params.n_threads = threads
         params.n_threads_batch = n_threads_batch or threads
         params.no_perf = True
+        # Explicit, not AUTO: flash attention changes the numbers enough to flip
+        # greedy tokens (seen at a top-2 margin of 6), and AUTO resolves differently
+        # per build.  On the CPU it is not faster here; GPU builds keep AUTO.
+        gpu = supports_gpu_offload()
+        params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO if gpu else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._cancel: threading.Event | None = None
         self._abort_cb = C.ggml_abort_callback(lambda _data: self._cancel is not None and self._cancel.is_set())
         params.abort_callback = self._abort_cb
@@ -275,6 +281,9 @@ class LlamaContext:
         self._nseq = np.ctypeslib.as_array(self._batch.n_seq_id, (n_batch,))
         self._out = np.ctypeslib.as_array(self._batch.logits, (n_batch,))
         self._n_outputs = 0
+        # time spent inside llama_decode (statistics: engine overhead = the rest)
+        self.decode_seconds = 0.0
+        self.decode_calls = 0
 
     def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
         self.n_threads = n_threads
@@ -311,7 +320,10 @@ class LlamaContext:
             n_out += 1 if flag else 0
         self._batch.n_tokens = n
         _recent_log.clear()
+        started = time.perf_counter()
         rc = C.llama_decode(self._ctx, self._batch)
+        self.decode_seconds += time.perf_counter() - started
+        self.decode_calls += 1
         if rc != 0:
             if rc == 2:
                 from engine.errors import Cancelled

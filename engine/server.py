@@ -25,6 +25,7 @@ import threading
 import traceback
 from typing import Any, TextIO
 
+from engine import faults
 from engine.errors import Cancelled, TandemError
 from engine.events import ErrorEvent, to_dict
 from engine.settings import GenerationSettings, LoadSettings
@@ -99,6 +100,7 @@ class Server:
                 break
             req_id = req.get("id")
             try:
+                faults.point(str(req["op"]))  # inert unless TANDEM_FAULT is set (engine/faults.py)
                 handler = getattr(self, f"_op_{req['op']}", None)
                 if handler is None:
                     raise TandemError(f"unknown request {req['op']!r}")

@@ -47,6 +47,10 @@ class Drafter(Protocol):
         """A new reply begins (learned state is kept)."""
         ...
 
+    def prefill(self, prompt: list[int]) -> None:
+        """Process the prompt in the draft's cache, if the drafter will use one."""
+        ...
+
 
 class NoDrafter:
     """Plain decoding: the same loop with an empty tree."""
@@ -61,4 +65,7 @@ class NoDrafter:
         pass
 
     def reset(self) -> None:
+        pass
+
+    def prefill(self, prompt: list[int]) -> None:
         pass

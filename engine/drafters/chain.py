@@ -70,3 +70,6 @@ class ChainDrafter:
 
     def reset(self) -> None:
         self.knowledge.forget_pending()
+
+    def prefill(self, prompt: list[int]) -> None:
+        self.dm.prefill(prompt[:-1])

@@ -40,6 +40,19 @@ class DraftModel:
         self.decodes += 1
         return lm.decode(list(stream[n:]), parents, tokens)
 
+    def prefill(self, tokens: Sequence[int]) -> None:
+        """Bring the cache to `tokens` (the prompt minus its last token) before the
+        first step, so prompt processing is not counted as drafting time."""
+        lm = self.lm
+        lm.discard()
+        have = lm.tokens
+        n = 0
+        while n < min(len(have), len(tokens)) and have[n] == tokens[n]:
+            n += 1
+        lm.truncate(n)
+        if len(tokens) > n:
+            lm.decode(list(tokens[n:]))
+
     def expand(self, parents: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
         """Evaluate more nodes; parents are draft-cache node ids or TIP (the root)."""
         self.decodes += 1

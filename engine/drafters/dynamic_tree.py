@@ -58,3 +58,6 @@ class DynamicTreeDrafter:
 
     def reset(self) -> None:
         self.knowledge.forget_pending()
+
+    def prefill(self, prompt: list[int]) -> None:
+        self.dm.prefill(prompt[:-1])

@@ -74,6 +74,8 @@ class NgramStage:
 
 
 class NgramDrafter:
+    """Needs no model: nothing to prefill."""
+
     name = "ngram"
 
     def __init__(self, spec: SpecSettings, knowledge: PairKnowledge) -> None:
@@ -93,3 +95,6 @@ class NgramDrafter:
 
     def reset(self) -> None:
         self.knowledge.forget_pending()
+
+    def prefill(self, prompt: list[int]) -> None:
+        pass

@@ -198,3 +198,7 @@ class StagedDrafter:
     def reset(self) -> None:
         self.knowledge.forget_pending()
 
+    def prefill(self, prompt: list[int]) -> None:
+        if self.dm is not None and self._draft_viable:
+            self.dm.prefill(prompt[:-1])
+
