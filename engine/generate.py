@@ -94,6 +94,7 @@ def generate(
     baseline_tps: float | None = None,
     record_margins: bool = False,
     max_tree_nodes: int = 511,
+    on_target_decode: Callable[[int, float], None] | None = None,
 ) -> Reply:
     emit = on_event or (lambda _e: None)
     params = settings.sampling
@@ -126,6 +127,8 @@ def generate(
         faults.point("verify")  # inert unless TANDEM_FAULT is set (engine/faults.py)
         logits = target.decode([root], tree.parents, tree.tokens)
         t2 = time.perf_counter()
+        if on_target_decode is not None:
+            on_target_decode(len(tree) + 1, t2 - t1)
 
         path, bonus = verify(tree, logits, params, rng)
         target.commit(path)

@@ -16,14 +16,6 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-# llama.cpp's CPU threads meet at a barrier after every operation, and OpenMP's
-# default is to spin there.  On a desktop something else always wants a core (the
-# GUI drawing the reply, a browser), and a spinning thread whose partner was
-# preempted stalls the whole decode: measured here with another busy process,
-# plain decoding fell from 37 to 0.3 tokens/s; with passive waiting it ran at 24.
-# libgomp reads this when it loads, so it must be set before llama_cpp is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import llama_cpp as C
 import numpy as np
 

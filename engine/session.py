@@ -26,6 +26,7 @@ from engine.generate import Reply, generate
 from engine.llama_backend import LlamaContext, LlamaModel, default_threads, supports_gpu_offload, system_info
 from engine.lm import LlamaLM
 from engine.settings import GenerationSettings, LoadSettings
+from engine.threads import ThreadGovernor
 
 N_SEQ_MAX = 16
 BASELINE_TOKENS = 16
@@ -71,6 +72,7 @@ class Engine:
         self._baseline: float | None = None
         self._lock = threading.Lock()
         self._drafters: dict[tuple, object] = {}
+        self.governor: ThreadGovernor | None = None
 
     def _load(self, path: str, gpu_layers: int, what: str) -> LlamaModel:
         shape = resources.model_shape(path)
@@ -206,6 +208,7 @@ class Engine:
                                  "speculating with the n-gram stage only."))
         cost = self.cost_model() if spec.mode == "auto" else None
         baseline = self.baseline_tps()
+        self._ensure_governor()
         drafter = self._drafter(spec, dm, cost)
         return self._run(prompt, drafter, settings, cancel, on_event, baseline, record_margins)
 
@@ -217,6 +220,12 @@ class Engine:
             self._drafters[key] = make_drafter(spec, dm, self.knowledge, cost)
         return self._drafters[key]
 
+    def _ensure_governor(self) -> None:
+        if self.governor is None:
+            curve = self.cost_model().target
+            self.governor = ThreadGovernor([self.target.ctx, self.draft.ctx if self.draft else None],
+                                           self.threads, curve)
+
     def _run(self, prompt, drafter, settings, cancel, on_event, baseline, record_margins=False) -> Reply:
         with self._lock:
             started = time.perf_counter()
@@ -225,6 +234,7 @@ class Engine:
                     self.target, prompt, drafter, settings,
                     eog_mask=self.target_model.eog_mask, token_bytes=self.target_model.token_bytes,
                     cancel=cancel, on_event=on_event, baseline_tps=baseline, record_margins=record_margins,
+                    on_target_decode=self.governor.observe if self.governor is not None else None,
                 )
             finally:
                 if time.perf_counter() - started > 0.5:
