@@ -102,7 +102,10 @@ def choose_build(
         # Native CPU code is fine next to CUDA only where AMX is absent; keep it portable.
         cpu = _x86_cpu_args(features) if machine in ("x86_64", "amd64") else ""
         reason = "nvcc and an NVIDIA GPU found" if not forced else "TANDEM_BACKEND"
-        return BuildChoice("cuda", f"-DGGML_CUDA=on {cpu}".strip(), reason)
+        # GGML_NATIVE=OFF (above) would also drop ggml's "native" CUDA architecture and
+        # compile every kernel for a dozen GPU generations (several times the build time);
+        # this build is for the GPU in this machine.
+        return BuildChoice("cuda", f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native {cpu}".strip(), reason)
 
     if machine in ("x86_64", "amd64"):
         return BuildChoice("cpu", _x86_cpu_args(features), "x86 CPU: portable SIMD build, no AMX")
