@@ -15,6 +15,14 @@ skips the draft model when history says the n-gram candidates alone give more
 tokens per second, stops growing when another draft level no longer pays for
 itself, and sizes the final tree with Sequoia's rule on the measured decode-cost
 curve — down to no speculation at all when nothing beats plain decoding.
+
+The cost rule predicts; `auto` also checks.  It times every whole step (from one
+proposal to the next, so the engine's own bookkeeping counts) and when its
+speculative steps have delivered fewer tokens per second than its plain ones, it
+rests: plain steps that skip the n-gram stage entirely, 8 of them, twice as many
+after every probe that loses again.  On a CPU this catches n-gram guesses that keep
+failing; on a GPU, where one decode takes about as long as a Python step's
+bookkeeping (1.8 ms vs 1.5 ms on an H100), it is what keeps `auto` near plain speed.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
 # draft a loss most of the time, and a try costs a catch-up decode)
 EXPLORE_FIRST, EXPLORE_MAX = 8, 128
 OPTIMISTIC_ACCEPTANCE = 0.95  # per drafted token, for deciding whether drafting can ever pay
+JUDGE_AFTER = 8  # speculative steps pooled before their realized speed is compared with plain's
+REST_FIRST, REST_MAX = 8, 128  # plain steps without any drafting after speculation lost
 
 
 def draft_can_pay(cost: CostModel, alpha: float = OPTIMISTIC_ACCEPTANCE, longest: int = 16) -> bool:
@@ -79,11 +89,20 @@ class StagedDrafter:
         self._since_draft = 0
         self._explore_every = EXPLORE_FIRST
         self._draft_viable = cost is None or draft_can_pay(cost)
+        self._rest_step = False
+        self.guard = RealizedRateGuard(1.0 / cost.target(1)) if cost is not None else None
 
     # ------------------------------------------------------------------ propose
 
     def propose(self, req: DraftRequest) -> Tree:
         start = time.perf_counter()
+        self._rest_step = False
+        if self.guard is not None:
+            self.guard.step_began(start)
+            if self.guard.resting():
+                self.mode = "plain"
+                self._rest_step = True
+                return Tree()
         budget = min(self.spec.budget, req.max_nodes)
         ngram = self.stage.candidates(req.stream, max_len=self.spec.n_max)
         if self.dm is None or not self._draft_pays(ngram, budget):
@@ -179,6 +198,10 @@ class StagedDrafter:
     # ------------------------------------------------------------------ learn
 
     def observe(self, outcome: StepOutcome) -> None:
+        if self.guard is not None:
+            self.guard.step_ended(len(outcome.tree) > 0, len(outcome.accepted) + 1)
+            if self._rest_step:  # a rest step does no drafting work at all, learning included
+                return
         if self.dm is not None and self.mode == "staged":
             self.dm.settle([outcome.tree.nodes[i].token for i in outcome.accepted])
             if self.adaptive:
@@ -197,8 +220,67 @@ class StagedDrafter:
 
     def reset(self) -> None:
         self.knowledge.forget_pending()
+        if self.guard is not None:
+            self.guard.reply_began()
 
     def prefill(self, prompt: list[int]) -> None:
         if self.dm is not None and self._draft_viable:
             self.dm.prefill(prompt[:-1])
 
+
+
+class RealizedRateGuard:
+    """Tokens per second actually delivered by speculative and by plain steps, whole
+    steps timed (drafting, verification and all bookkeeping), and the resting rule."""
+
+    def __init__(self, plain_rate_guess: float) -> None:
+        self.plain_rate = plain_rate_guess  # EMA of plain steps' tokens/s, until measured
+        self._plain_measured = False
+        self._began: float | None = None
+        self._pending: tuple[bool, int] | None = None  # (speculated, tokens) of the step in flight
+        self._spec_tokens = 0
+        self._spec_seconds = 0.0
+        self._spec_steps = 0
+        self._rest_left = 0
+        self._rest_len = REST_FIRST
+
+    def reply_began(self) -> None:
+        """The gap between two replies is not a step."""
+        self._began = None
+        self._pending = None
+
+    def step_began(self, now: float) -> None:
+        if self._began is not None and self._pending is not None:
+            self._close(*self._pending, now - self._began)
+        self._began = now
+        self._pending = None
+
+    def step_ended(self, speculated: bool, tokens: int) -> None:
+        self._pending = (speculated, tokens)
+
+    def resting(self) -> bool:
+        if self._rest_left > 0:
+            self._rest_left -= 1
+            return True
+        return False
+
+    def _close(self, speculated: bool, tokens: int, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if not speculated:
+            rate = tokens / seconds
+            self.plain_rate = rate if not self._plain_measured else 0.9 * self.plain_rate + 0.1 * rate
+            self._plain_measured = True
+            return
+        self._spec_tokens += tokens
+        self._spec_seconds += seconds
+        self._spec_steps += 1
+        if self._spec_steps < JUDGE_AFTER:
+            return
+        won = self._spec_tokens / self._spec_seconds >= self.plain_rate
+        self._spec_tokens, self._spec_seconds, self._spec_steps = 0, 0.0, 0
+        if won:
+            self._rest_len = REST_FIRST
+        else:
+            self._rest_left = self._rest_len
+            self._rest_len = min(2 * self._rest_len, REST_MAX)
