@@ -79,14 +79,15 @@ rm -f /tmp/m/*.f16.gguf
 ls -la /tmp/m
 PAIR=(--target /tmp/m/target.gguf --draft /tmp/m/draft.gguf --gpu-layers 99 --draft-gpu-layers 99)
 
-step doctor
-timeout "$(left 60)" python3 -m engine.cli doctor --no-hash || true
+STEPS=${GPU_STEPS:-doctor replay quick}  # a rerun on a fresh machine can skip what it already has
+has() { [[ " $STEPS " == *" $1 "* ]]; }
 
-step "cost curves + replay of the real traces"
-cp -r docs/bench/trace-ours-256 /tmp/traces
+has doctor && step doctor && timeout "$(left 60)" python3 -m engine.cli doctor --no-hash || true
+
+has replay && step "cost curves + replay of the real traces" && cp -r docs/bench/trace-ours-256 /tmp/traces &&
 timeout "$(left 180)" python3 -m engine.cli bench --replay /tmp/traces --costs measure "${PAIR[@]}" --out "$OUT/replay" || true
 
-step "bench --quick (shaped pair)"
+has quick && step "bench --quick (shaped pair)" &&
 timeout "$(left 400)" python3 -m engine.cli bench --quick "${PAIR[@]}" --out "$OUT/quick" ${QUICK_ARGS:-} || true
 
 step done

@@ -17,12 +17,13 @@ itself, and sizes the final tree with Sequoia's rule on the measured decode-cost
 curve — down to no speculation at all when nothing beats plain decoding.
 
 The cost rule predicts; `auto` also checks.  It times every whole step (from one
-proposal to the next, so the engine's own bookkeeping counts) and when its
-speculative steps have delivered fewer tokens per second than its plain ones, it
-rests: plain steps that skip the n-gram stage entirely, 8 of them, twice as many
-after every probe that loses again.  On a CPU this catches n-gram guesses that keep
-failing; on a GPU, where one decode takes about as long as a Python step's
-bookkeeping (1.8 ms vs 1.5 ms on an H100), it is what keeps `auto` near plain speed.
+proposal to the next, so the engine's own bookkeeping counts), and when its last 8
+active steps (n-gram stage run, speculating or not) delivered fewer tokens per second
+than plain decoding, it rests: plain steps that skip the stages and their learning,
+8 of them, twice as many after every probe that loses again, back to 8 after a win.
+On a CPU this catches n-gram guesses that keep failing in text that does not repeat;
+on a GPU, where a decode takes about as long as a step's Python bookkeeping (1.8 ms
+vs 1.5 ms on an H100), it is what can keep `auto` near plain speed.
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ class StagedDrafter:
 
     def observe(self, outcome: StepOutcome) -> None:
         if self.guard is not None:
-            self.guard.step_ended(len(outcome.tree) > 0, len(outcome.accepted) + 1)
+            self.guard.step_ended(self._rest_step, len(outcome.accepted) + 1)
             if self._rest_step:  # a rest step does no drafting work at all, learning included
                 return
         if self.dm is not None and self.mode == "staged":
@@ -230,24 +231,29 @@ class StagedDrafter:
 
 
 class RealizedRateGuard:
-    """Tokens per second actually delivered by speculative and by plain steps, whole
-    steps timed (drafting, verification and all bookkeeping), and the resting rule."""
+    """Tokens per second actually delivered by active steps (the n-gram stage and maybe
+    the draft ran, speculation or not) and by rest steps (plain decoding and nothing
+    else), whole steps timed, and the resting rule."""
 
     def __init__(self, plain_rate_guess: float) -> None:
-        self.plain_rate = plain_rate_guess  # EMA of plain steps' tokens/s, until measured
+        self.plain_rate = plain_rate_guess  # EMA over rest steps once there are some
         self._plain_measured = False
         self._began: float | None = None
-        self._pending: tuple[bool, int] | None = None  # (speculated, tokens) of the step in flight
-        self._spec_tokens = 0
-        self._spec_seconds = 0.0
-        self._spec_steps = 0
+        self._pending: tuple[bool, int] | None = None  # (rested, tokens) of the step in flight
+        self._tokens = 0
+        self._seconds = 0.0
+        self._steps = 0
         self._rest_left = 0
         self._rest_len = REST_FIRST
 
     def reply_began(self) -> None:
-        """The gap between two replies is not a step."""
+        """A new reply is new text: judge it afresh (the plain rate is kept).  The gap
+        between two replies is not a step."""
         self._began = None
         self._pending = None
+        self._tokens, self._seconds, self._steps = 0, 0.0, 0
+        self._rest_left = 0
+        self._rest_len = REST_FIRST
 
     def step_began(self, now: float) -> None:
         if self._began is not None and self._pending is not None:
@@ -255,8 +261,8 @@ class RealizedRateGuard:
         self._began = now
         self._pending = None
 
-    def step_ended(self, speculated: bool, tokens: int) -> None:
-        self._pending = (speculated, tokens)
+    def step_ended(self, rested: bool, tokens: int) -> None:
+        self._pending = (rested, tokens)
 
     def resting(self) -> bool:
         if self._rest_left > 0:
@@ -264,21 +270,21 @@ class RealizedRateGuard:
             return True
         return False
 
-    def _close(self, speculated: bool, tokens: int, seconds: float) -> None:
+    def _close(self, rested: bool, tokens: int, seconds: float) -> None:
         if seconds <= 0:
             return
-        if not speculated:
+        if rested:
             rate = tokens / seconds
             self.plain_rate = rate if not self._plain_measured else 0.9 * self.plain_rate + 0.1 * rate
             self._plain_measured = True
             return
-        self._spec_tokens += tokens
-        self._spec_seconds += seconds
-        self._spec_steps += 1
-        if self._spec_steps < JUDGE_AFTER:
+        self._tokens += tokens
+        self._seconds += seconds
+        self._steps += 1
+        if self._steps < JUDGE_AFTER:
             return
-        won = self._spec_tokens / self._spec_seconds >= self.plain_rate
-        self._spec_tokens, self._spec_seconds, self._spec_steps = 0, 0.0, 0
+        won = self._tokens / self._seconds >= self.plain_rate
+        self._tokens, self._seconds, self._steps = 0, 0.0, 0
         if won:
             self._rest_len = REST_FIRST
         else:
