@@ -31,6 +31,8 @@ from engine.threads import ThreadGovernor
 N_SEQ_MAX = 16
 BASELINE_TOKENS = 16
 BASELINE_RUNS = 3
+BASELINE_ATTEMPTS = 3  # measurements of BASELINE_RUNS runs before giving up on a plausible one
+BASELINE_PLAUSIBLE = 0.5  # of the decode-only speed 1 / cost(1 token)
 
 
 class Engine:
@@ -116,7 +118,13 @@ class Engine:
 
     def baseline_tps(self, remeasure: bool = False) -> float:
         """Plain decoding speed of the target on this machine (tokens/s), measured
-        with the generation loop itself and cached beside the cost curve."""
+        with the generation loop itself and cached beside the cost curve.
+
+        A measurement taken while other programs held the cores is only ever too slow
+        (one cached here read 0.3 tok/s for a 32 tok/s model, and every reply then
+        showed a 100x "speed-up"), so a value under half of what the decode-cost curve
+        allows is measured again, whether it came from the cache or not, and is kept
+        only for this session if it stays implausible."""
         if self._baseline is not None and not remeasure:
             return self._baseline
         import json
@@ -125,10 +133,23 @@ class Engine:
         path = paths.cache_dir() / "costs" / f"baseline-{key}.json"
         if not remeasure:
             try:
-                self._baseline = float(json.loads(path.read_text())["tokens_per_s"])
-                return self._baseline
+                cached = float(json.loads(path.read_text())["tokens_per_s"])
+                if self._plausible_baseline(cached):
+                    self._baseline = cached
+                    return cached
             except (OSError, ValueError, KeyError):
                 pass
+        best = 0.0
+        for _ in range(BASELINE_ATTEMPTS):
+            best = max(best, self._measure_baseline())
+            if self._plausible_baseline(best):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"tokens_per_s": best}))
+                break
+        self._baseline = best
+        return best
+
+    def _measure_baseline(self) -> float:
         prompt = self.chat_tokens([{"role": "user", "content": "Count from one to fifty in words."}])
         settings = GenerationSettings(max_tokens=BASELINE_TOKENS)
         settings.spec.mode = "off"
@@ -138,10 +159,10 @@ class Engine:
             self.target.truncate(0)
             runs.append(self._run(prompt, NoDrafter(), settings, None, None, None).stats.tokens_per_s)
         self.target.truncate(0)
-        self._baseline = max(runs)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"tokens_per_s": self._baseline}))
-        return self._baseline
+        return max(runs)
+
+    def _plausible_baseline(self, tokens_per_s: float) -> bool:
+        return tokens_per_s >= BASELINE_PLAUSIBLE / self.cost_model().target(1)
 
     # ------------------------------------------------------------------ text
 
