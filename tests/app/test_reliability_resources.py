@@ -44,9 +44,11 @@ def test_a_pair_too_big_for_memory_is_explained_and_a_smaller_choice_loads(
     configure(mode="off", max_tokens=6)
     seed_conversation(data_dir)
     monkeypatch.setenv("TANDEM_MEMORY_LIMIT", str(LIMIT))
-    heartbeat = Heartbeat()
     parts = open_window(wait_ready=False)
     window = parts.window
+    # from the moment the window exists: building it is the GUI thread's own work, what
+    # must never freeze it is the engine loading (or refusing) in the background
+    heartbeat = Heartbeat()
     qtbot.waitUntil(lambda: window.engine.state in ("load_failed", "crashed", "ready"), timeout=60000)
     assert window.engine.state == "load_failed"
     text = window.banner.label.text()
