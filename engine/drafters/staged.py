@@ -48,8 +48,8 @@ NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
 # draft a loss most of the time, and a try costs a catch-up decode)
 EXPLORE_FIRST, EXPLORE_MAX = 8, 128
 OPTIMISTIC_ACCEPTANCE = 0.95  # per drafted token, for deciding whether drafting can ever pay
-JUDGE_AFTER = 8  # speculative steps pooled before their realized speed is compared with plain's
-REST_FIRST, REST_MAX = 8, 128  # plain steps without any drafting after speculation lost
+JUDGE_AFTER = 8  # active steps pooled before their realized speed is compared with plain's
+REST_FIRST, REST_MAX = 8, 128  # rest steps (no stage work at all) after active steps lost
 
 
 def draft_can_pay(cost: CostModel, alpha: float = OPTIMISTIC_ACCEPTANCE, longest: int = 16) -> bool:
@@ -227,7 +227,6 @@ class StagedDrafter:
     def prefill(self, prompt: list[int]) -> None:
         if self.dm is not None and self._draft_viable:
             self.dm.prefill(prompt[:-1])
-
 
 
 class RealizedRateGuard:
