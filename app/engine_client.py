@@ -1,5 +1,5 @@
 """The GUI's only line to the engine: a child process speaking JSON lines
-(engine/server.py), wrapped in Qt signals.
+(engine/runtime/server.py), wrapped in Qt signals.
 
 The engine runs in its own process so that a crash inside llama.cpp takes down only
 that process: the window sees `crashed` and offers a restart.  Everything here is
@@ -30,10 +30,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def server_command() -> list[str]:
-    """How to start the engine: `python -m engine.server`, or the frozen app itself."""
+    """How to start the engine: `python -m engine.runtime.server`, or the frozen app itself."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--engine-server"]
-    return [sys.executable, "-m", "engine.server"]
+    return [sys.executable, "-m", "engine.runtime.server"]
 
 
 def describe_exit(exit_code: int, crashed: bool) -> str:
@@ -94,7 +94,7 @@ class EngineClient(QObject):
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         if not getattr(sys, "frozen", False):
-            # `-m engine.server` must import this checkout's engine, installed or not
+            # `-m engine.runtime.server` must import this checkout's engine, installed or not
             env.insert("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.value("PYTHONPATH")])))
         env.insert("PYTHONUTF8", "1")
         env.insert("PYTHONUNBUFFERED", "1")

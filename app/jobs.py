@@ -2,7 +2,7 @@
 
 A Task runs `fn(progress, cancel)` on Qt's global thread pool and reports through
 signals, which Qt delivers on the GUI thread (queued connections, because the
-Task object lives there).  `progress` has engine.provision's Progress signature;
+Task object lives there).  `progress` has engine.models.provision's Progress signature;
 `cancel` is a threading.Event the work polls.
 """
 

@@ -9,7 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--engine-server":
         # The GUI starts its engine process this way when frozen (no `python -m`).
-        from engine.server import main as server_main
+        from engine.runtime.server import main as server_main
 
         return server_main()
     if argv and argv[0] == "--self-test":
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return self_test_main(argv[1:])
     if argv and (argv[0] in ("-h", "--help") or not argv[0].startswith("-")):
-        from engine.cli import main as cli_main
+        from engine.cli.main import main as cli_main
 
         return cli_main(argv)
     from app.main import run_app

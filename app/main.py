@@ -20,7 +20,7 @@ from app.qt_compat import ensure_none_survives
 from app.settings_store import SettingsStore
 from app.store import DB_NAME, ChatStore, StoreError
 from app.theme import ThemeManager
-from engine.paths import data_dir
+from engine.models.paths import data_dir
 
 if TYPE_CHECKING:  # the window module is imported lazily: its widgets need the QApplication first
     from app.views.main_window import MainWindow
@@ -39,12 +39,9 @@ class AppParts:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tandem", description="Tandem desktop app")
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="check headless that the engine, the models and Qt work, then exit (see app/self_test.py)",
-    )
+    parser = argparse.ArgumentParser(
+        prog="tandem",
+        description="Tandem desktop app (`tandem --self-test` checks an install headless: app/self_test.py)")
     # Qt's own options (-platform, -style, ...) pass through to QApplication
     args, _qt_args = parser.parse_known_args(list(argv))
     return args
@@ -72,18 +69,8 @@ def build_window(settings: QSettings | None = None, *, boot: bool = True) -> App
     return AppParts(app, theme, store, prefs, window)
 
 
-def self_test(argv: Sequence[str] = ()) -> int:
-    """`--self-test` hook: the packaging issue's headless install check lives in
-    app/self_test.py (the launcher calls it directly; this covers `python -m app.main`)."""
-    from app.self_test import main as self_test_main
-
-    return self_test_main(list(argv))
-
-
 def run_app(argv: Sequence[str] = ()) -> int:
-    args = parse_args(argv)
-    if args.self_test:
-        return self_test([a for a in argv if a != "--self-test"])
+    parse_args(argv)  # --help; Qt's own options pass through
     app = make_application(argv)
     try:
         parts = build_window()

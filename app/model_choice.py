@@ -1,6 +1,6 @@
 """From the user's model choice (ids) to files the engine can load.
 
-Everything here goes through engine.catalog and engine.provision, never through
+Everything here goes through engine.models.catalog and engine.models.provision, never through
 hard-coded paths.  `resolve` may hash a freshly copied model file (seconds for a
 gigabyte), so the window calls it from a background task, never on the GUI thread.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.settings_store import NO_DRAFT, ModelChoice
-from engine import catalog, provision
+from engine.models import catalog, provision
 from engine.settings import LoadSettings
 
 

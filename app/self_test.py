@@ -3,14 +3,14 @@
     tandem --self-test [--target ID|PATH] [--draft ID|PATH] [--tokens 48] [--no-gui] [--no-server]
 
 1. engine: load the model pair (the catalog's default pair, found with
-   engine.provision.local_path, unless --target/--draft or TANDEM_SELF_TEST_TARGET /
+   engine.models.provision.local_path, unless --target/--draft or TANDEM_SELF_TEST_TARGET /
    TANDEM_SELF_TEST_DRAFT say otherwise), answer one prompt greedily with speculation
    `auto`, then again with speculation off, and require the same tokens.  Lossless
    speculation guarantees that up to float noise: batched and single-token decodes may
    round differently, so a first difference is accepted only where plain decoding had a
    near-tie (top-1 minus top-2 logit <= NEAR_TIE).
 2. server: start the engine process the way the GUI does (`<exe> --engine-server` when
-   frozen, `python -m engine.server` otherwise) and ping it.
+   frozen, `python -m engine.runtime.server` otherwise) and ping it.
 3. gui: a QApplication on the offscreen platform, the main window module imported,
    the app icon rendered (Qt plugins, SVG support and assets are in the bundle).
 
@@ -110,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_engine(args: argparse.Namespace) -> dict:
-    from engine.cli_common import resolve_model
-    from engine.paths import models_dir
+    from engine.cli.common import resolve_model
+    from engine.models.paths import models_dir
 
     target = resolve_model(args.target, "target")
     draft = resolve_model(args.draft, "draft")
@@ -135,10 +135,10 @@ def check_engine(args: argparse.Namespace) -> dict:
 
 
 def _run_pair(args: argparse.Namespace, target: str, draft: str) -> dict:
-    from engine import report
-    from engine.events import TextEvent
-    from engine.llama_backend import system_info
-    from engine.session import Engine
+    from engine.cli import report
+    from engine.decoding.events import TextEvent
+    from engine.llama.backend import system_info
+    from engine.runtime.session import Engine
     from engine.settings import GenerationSettings, LoadSettings
 
     say(f"target {target}")
@@ -210,7 +210,7 @@ def indent(text: str) -> str:
 def server_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, "--engine-server"]
-    return [sys.executable, "-m", "engine.server"]
+    return [sys.executable, "-m", "engine.runtime.server"]
 
 
 def check_server(timeout: float = 60.0) -> float:
@@ -249,9 +249,10 @@ def check_gui() -> dict:
         from PySide6.QtWidgets import QApplication
 
         qapp = QApplication.instance() or QApplication(["tandem", "-platform", "offscreen"])
-        gui_main = importlib.import_module("app.main")  # the GUI's imports resolve inside the bundle
+        # the window module pulls in every view, so the GUI's imports resolve inside the bundle
         importlib.import_module("app.views.main_window")
-        image = gui_main.icons.app_icon().pixmap(64, 64).toImage()
+        icons = importlib.import_module("app.icons")
+        image = icons.app_icon().pixmap(64, 64).toImage()
     except ImportError as exc:
         raise SelfTestError(f"GUI modules do not import: {exc}") from None
     if image.isNull() or not any(image.pixelColor(x, y).alpha() for x in range(0, 64, 8) for y in range(0, 64, 8)):

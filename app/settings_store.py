@@ -2,7 +2,7 @@
 
 The engine's GenerationSettings / LoadSettings are the single definition of what a
 user can set; this module only maps them to keys.  Models are stored by id (catalog
-or registered local GGUF), never by path: paths are resolved through engine.provision
+or registered local GGUF), never by path: paths are resolved through engine.models.provision
 when the engine loads, so a moved models directory does not break the settings.
 
 A damaged or hand-edited value falls back to the default instead of stopping the app.

@@ -2,7 +2,7 @@
 
 The crash-isolation tests must SIGKILL the engine process in a precise phase (while it
 loads a model, while it drafts, while the target verifies); timing a kill from outside
-cannot land there reliably on a busy machine.  engine/server.py and engine/generate.py
+cannot land there reliably on a busy machine.  engine/runtime/server.py and engine/decoding/generate.py
 call `point(phase)` at those places; with TANDEM_FAULT unset the call is one dictionary
 lookup on an empty dict.
 

@@ -8,8 +8,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+import numpy as np
+
 from engine.errors import TandemError
-from engine.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0
+    top_k: int = 0  # 0 = whole vocabulary
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
 
 SPEC_MODES = ("off", "chain", "tree", "c2t", "ngram", "staged", "auto")
 

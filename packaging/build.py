@@ -76,7 +76,7 @@ def ensure_pyinstaller() -> None:
 def portable_cmake_args() -> str:
     """CMAKE_ARGS for a llama.cpp that runs on any machine of this OS and architecture;
     TANDEM_PACKAGE_CMAKE_ARGS overrides (e.g. a CUDA package: -DGGML_CUDA=on ...)."""
-    from engine.build_flags import X86_FLAG_FOR_FEATURE
+    from engine.llama.build_flags import X86_FLAG_FOR_FEATURE
 
     if os.environ.get("TANDEM_PACKAGE_CMAKE_ARGS"):
         return os.environ["TANDEM_PACKAGE_CMAKE_ARGS"]
@@ -96,7 +96,7 @@ def llama_for_package(mode: str) -> dict[str, str]:
     sys.path.insert(0, str(ROOT / "scripts"))
     import bootstrap  # builds once per CMAKE_ARGS, cached outside the repo (~/.cache/tandem/wheels)
 
-    from engine.build_flags import BuildChoice
+    from engine.llama.build_flags import BuildChoice
 
     args = portable_cmake_args()
     backend = "metal" if "GGML_METAL=on" in args else "cuda" if "GGML_CUDA=on" in args else "cpu"

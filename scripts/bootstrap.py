@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.build_flags import LLAMA_CPP_PYTHON_VERSION, BuildChoice, choose_build  # noqa: E402
+from engine.llama.build_flags import LLAMA_CPP_PYTHON_VERSION, BuildChoice, choose_build  # noqa: E402
 
 VENV = Path(os.environ.get("TANDEM_VENV", ROOT / ".venv"))
 TEST_MODELS = ["qwen2.5-coder-1.5b-instruct-q4_k_m", "qwen2.5-coder-0.5b-instruct-q4_k_m",

@@ -8,7 +8,7 @@
 # comparison measures compilers and flags instead of speculation.  So this script
 # takes the llama.cpp sources that ship inside the llama-cpp-python sdist we pin
 # (vendor/llama.cpp) and compiles them with the CMAKE_ARGS our bootstrap chooses
-# for this machine (engine/build_flags.py choose_build(); TANDEM_CMAKE_ARGS and
+# for this machine (engine/llama/build_flags.py choose_build(); TANDEM_CMAKE_ARGS and
 # TANDEM_BACKEND are honoured the same way).
 #
 # Built: llama-completion (plain decoding) and llama-speculative-simple (draft
@@ -27,7 +27,7 @@ fi
 
 # build_flags.py is pure standard library: no venv needed to read the choice.
 read -r VERSION KEY CMAKE_ARGS_CHOSEN < <(cd "$ROOT" && "$PY" -c '
-from engine.build_flags import LLAMA_CPP_PYTHON_VERSION as v, choose_build
+from engine.llama.build_flags import LLAMA_CPP_PYTHON_VERSION as v, choose_build
 c = choose_build()
 print(v, c.key, c.cmake_args)
 ')

@@ -6,7 +6,7 @@
 #   scripts/gpu_check.sh            # there: build, measure, bench; everything under $OUT
 #
 # There: llama-cpp-python is built from the carried sdist with the CMAKE_ARGS that
-# scripts/bootstrap.py would choose on that machine (engine/build_flags.py); the pair is
+# scripts/bootstrap.py would choose on that machine (engine/llama/build_flags.py); the pair is
 # the default pair's exact shapes and quant types with random weights
 # (scripts/shaped_gguf.py), so decode costs are real and acceptance is not.  Then:
 #   1. the decode-cost curves of both models fully offloaded, and the replay of the
@@ -20,7 +20,7 @@ LLAMA_VERSION=0.3.36
 
 if [[ "${1:-}" == "--kit" ]]; then
     PY=${PY:-.venv/bin/python}
-    MODELS=$($PY -c "from engine.paths import models_dir; print(models_dir())")
+    MODELS=$($PY -c "from engine.models.paths import models_dir; print(models_dir())")
     mkdir -p "$KIT/wheels"
     $PY -m pip download -q --no-deps -d "$KIT/wheels" diskcache==5.6.3 gguf==0.19.0 platformdirs==4.14.8
     $PY scripts/shaped_gguf.py skeleton "$MODELS/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" "$KIT/target.json.xz"
@@ -56,7 +56,7 @@ python3 -m pip install -q --no-index --no-deps --target "$SITE" "$KIT"/wheels/*.
 export PYTHONPATH="$SITE:$PWD"
 
 step "build llama-cpp-python (CUDA)"
-ARGS=$(python3 -c "from engine.build_flags import choose_build; c = choose_build(); print(c.cmake_args)")
+ARGS=$(python3 -c "from engine.llama.build_flags import choose_build; c = choose_build(); print(c.cmake_args)")
 echo "CMAKE_ARGS=$ARGS"
 rm -rf /tmp/llsrc && mkdir -p /tmp/llsrc && tar xJf "$KIT/llama-src.tar.xz" -C /tmp/llsrc
 mkdir -p /tmp/m
@@ -82,13 +82,13 @@ PAIR=(--target /tmp/m/target.gguf --draft /tmp/m/draft.gguf --gpu-layers 99 --dr
 STEPS=${GPU_STEPS:-doctor replay quick}  # a rerun on a fresh machine can skip what it already has
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 
-has doctor && step doctor && timeout "$(left 60)" python3 -m engine.cli doctor --no-hash || true
+has doctor && step doctor && timeout "$(left 60)" python3 -m engine.cli.main doctor --no-hash || true
 
 has replay && step "cost curves + replay of the real traces" && cp -r docs/bench/trace-ours-256 /tmp/traces &&
-timeout "$(left 180)" python3 -m engine.cli bench --replay /tmp/traces --costs measure "${PAIR[@]}" --out "$OUT/replay" || true
+timeout "$(left 180)" python3 -m engine.cli.main bench --replay /tmp/traces --costs measure "${PAIR[@]}" --out "$OUT/replay" || true
 
 has quick && step "bench --quick (shaped pair)" &&
-timeout "$(left 400)" python3 -m engine.cli bench --quick "${PAIR[@]}" --out "$OUT/quick" ${QUICK_ARGS:-} || true
+timeout "$(left 400)" python3 -m engine.cli.main bench --quick "${PAIR[@]}" --out "$OUT/quick" ${QUICK_ARGS:-} || true
 
 step done
 tar czf "$OUT/results.tgz" -C "$OUT" replay quick 2>/dev/null

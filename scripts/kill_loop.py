@@ -61,9 +61,9 @@ ORPHAN_TIMEOUT_S = 10.0
 
 
 def engine_tee(log_path: str) -> int:
-    """engine/server.py's main(), with every text event also appended (timestamped) to
+    """engine/runtime/server.py's main(), with every text event also appended (timestamped) to
     `log_path` right after it was written to the app's pipe."""
-    from engine import server
+    from engine.runtime import server
 
     # line-buffered: each event reaches the OS at once; open for the life of the process
     log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
@@ -98,7 +98,7 @@ def app_child(round_no: int, tee: str, mode: str, max_tokens: int) -> int:
     from app.store import DB_NAME, ChatStore
     from app.theme import ThemeManager
     from app.views.main_window import MainWindow
-    from engine.paths import data_dir
+    from engine.models.paths import data_dir
 
     app = make_application()
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
@@ -317,7 +317,7 @@ def run(kills: int, work: Path, *, seed: int = 0, real: bool = False, max_delay:
     env.setdefault("TANDEM_CACHE_DIR", str(work / "cache"))
     env.pop("TANDEM_FAULT", None)
     if real:
-        from engine.paths import models_dir
+        from engine.models.paths import models_dir
 
         env["TANDEM_MODELS_DIR"] = str(models_dir())  # where the pair is, whatever the data directory
         max_tokens = 400

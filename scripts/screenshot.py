@@ -66,7 +66,7 @@ def main() -> int:
     if not os.environ.get("DISPLAY"):
         start_xvfb(WINDOW_SIZE[0] + 200, WINDOW_SIZE[1] + 200)
     os.environ["QT_QPA_PLATFORM"] = "xcb"
-    from engine.paths import models_dir
+    from engine.models.paths import models_dir
 
     # the user's models (found before the data directory moves), everything else scratch
     os.environ["TANDEM_MODELS_DIR"] = str(models_dir())

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Soak test: many consecutive replies in one engine process (issue 6, item 6).
 
-Drives `python -m engine.server` exactly as the GUI does, cycling through every
+Drives `python -m engine.runtime.server` exactly as the GUI does, cycling through every
 speculation mode and several sampling settings, and watches the engine process:
 resident memory, open file descriptors and threads.  Every greedy reply is
 compared with the plain-decoding reply to the same prompt (the near-tie rule of
-tests/engine/test_greedy_equivalence.py).
+tests/engine/decoding/test_greedy_equivalence.py).
 
     .venv/bin/python scripts/soak.py --replies 300          # the full run (README figures)
     .venv/bin/python scripts/soak.py --replies 40 --json out.json
@@ -54,7 +54,7 @@ def proc_stats(pid: int) -> dict:
 
 class EngineProcess:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.server"], cwd=ROOT, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.runtime.server"], cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.expect("ready")
 
@@ -129,8 +129,7 @@ def run(replies: int, max_tokens: int, target: str, draft: str) -> dict:
 
 
 def main() -> int:
-    from engine import catalog, provision
-
+    from engine.models import catalog, provision
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replies", type=int, default=300)
     ap.add_argument("--max-tokens", type=int, default=32)

@@ -19,8 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def _real_models_dir() -> Path:
-    from engine import paths
-
+    from engine.models import paths
     return paths.models_dir()
 
 
@@ -39,8 +38,7 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _model_path(model_id: str) -> Path:
-    from engine import provision
-
+    from engine.models import provision
     path = provision.local_path(model_id)
     if path is None:
         pytest.fail(f"model {model_id} is not provisioned; `make test` pulls it (tandem models pull {model_id})")
@@ -49,8 +47,7 @@ def _model_path(model_id: str) -> Path:
 
 @pytest.fixture(scope="session")
 def default_pair() -> tuple[Path, Path]:
-    from engine import catalog
-
+    from engine.models import catalog
     pair = catalog.default_pair()
     return _model_path(pair.target), _model_path(pair.draft)
 
@@ -63,7 +60,7 @@ def smollm_path() -> Path:
 @pytest.fixture(scope="session")
 def qwen_engine(default_pair: tuple[Path, Path]):
     """One loaded default pair for all model tests (loading costs seconds)."""
-    from engine.session import Engine
+    from engine.runtime.session import Engine
     from engine.settings import LoadSettings
 
     engine = Engine(LoadSettings(str(default_pair[0]), str(default_pair[1]), n_ctx=4096))

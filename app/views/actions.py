@@ -7,17 +7,14 @@ focus is, menu or not.  Icon names are remembered so a theme change can re-tint 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu, QMessageBox, QToolButton, QWidget
+from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox, QToolButton, QWidget
 
 from app.settings_store import PICKABLE_MODES, UiPrefs
 from app.views.settings_dialog import MODE_HELP
-
-if TYPE_CHECKING:
-    from app.views.main_window import MainWindow
 
 SHORTCUTS = (
     ("Enter", "Send the message"),
@@ -40,8 +37,10 @@ SHORTCUTS = (
 )
 
 
-def setup_actions(w: MainWindow, ui: UiPrefs) -> None:
-    """Create w.act_* actions, the menu bar, the mode menu and the toolbar."""
+def setup_actions(w: QMainWindow, ui: UiPrefs) -> None:
+    """Create w.act_* actions, the menu bar, the mode menu and the toolbar.  `w` is the
+    MainWindow (app/views/main_window.py), which calls this from its constructor; it is
+    typed as QMainWindow so that this module does not import the module importing it."""
 
     def a(text: str, slot: Callable[..., Any], shortcut: str | QKeySequence | QKeySequence.StandardKey | None = None,
           icon: str | None = None, tip: str | None = None, checkable: bool = False) -> QAction:

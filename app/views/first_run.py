@@ -2,7 +2,7 @@
 
 It says what will be downloaded, from where, how big, where it goes and why two
 models are needed, then provisions them with a progress bar.  Everything goes
-through engine.provision (sha256-verified; a cancelled download resumes).
+through engine.models.provision (sha256-verified; a cancelled download resumes).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from app import model_choice
 from app.jobs import Task
 from app.model_choice import Resolved
 from app.views.model_manager import ProgressPanel, human_size
-from engine import catalog, provision
-from engine.paths import models_dir
+from engine.models import catalog, provision
+from engine.models.paths import models_dir
 
 
 def pull_all(model_ids: list[str]):

@@ -1,9 +1,9 @@
 """The model manager: catalog and local models with size, source and checksum status;
 download (with progress, cancel, resume), import a local GGUF, verify, delete.
 
-All provisioning runs in a background Task through engine.provision's public API;
+All provisioning runs in a background Task through engine.models.provision's public API;
 the dialog only shows progress and results.  A cancelled download keeps its partial
-file, and the next Download resumes it (engine.provision does the resuming).
+file, and the next Download resumes it (engine.models.provision does the resuming).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs import Task
-from engine import catalog, provision
-from engine.paths import models_dir
+from engine.models import catalog, provision
+from engine.models.paths import models_dir
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 COLUMNS = ("Model", "Role", "Size", "Source", "Status")

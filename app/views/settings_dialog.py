@@ -3,7 +3,7 @@
 Every field maps to engine.settings (GenerationSettings / SpecSettings / LoadSettings
 through app.settings_store.ModelChoice) or to a UI preference.  The draft picker
 checks each draft against the chosen target from GGUF metadata alone
-(engine.compat.incompatibility_from_files, off the GUI thread) and shows incompatible
+(engine.models.compat.incompatibility_from_files, off the GUI thread) and shows incompatible
 drafts disabled, with the reason.
 """
 
@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
 from app import model_choice
 from app.jobs import Task
 from app.settings_store import NO_DRAFT, PICKABLE_MODES, THEMES, ModelChoice, UiPrefs
-from engine import catalog, provision
-from engine.compat import incompatibility_from_files
+from engine.models import catalog, provision
+from engine.models.compat import incompatibility_from_files
 from engine.settings import GenerationSettings, SpecSettings
 
 MODE_HELP = {

@@ -1,5 +1,6 @@
 """`tandem bench`: side-by-side benchmark of speculation arms, and the offline
-replay of speculation policies on recorded traces (issue 5 §1-2).
+replay of speculation policies on recorded traces (issue 5 §1-2).  A top layer: may
+import anything in the engine but the CLI.
 
 Modules, one job each:
   suites        prompt suites (ours, HumanEval, MT-bench JSONL)

@@ -1,7 +1,7 @@
 """Decode-cost curves for the replay, measured so that a busy machine does not
 poison them.
 
-engine.costmodel.measure takes the median of 3 decodes per size.  When other
+engine.decoding.costmodel.measure takes the median of 3 decodes per size.  When other
 processes hold the cores, llama.cpp's threads (which spin-wait) lose their
 time slices and whole stretches of the curve come out several times too slow;
 on the shared 2-core reference machine we saw 3-token draft decodes "cost"
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.costmodel import SIZES, CostCurve, CostModel
-from engine.lm import TIP
+from engine.decoding.costmodel import SIZES, CostCurve, CostModel
+from engine.llama.lm import TIP
 
 MIN_SHARE = 0.7  # clean decodes measured 0.8-0.9 here (the main thread also works alone)
 SAMPLES = 3
@@ -28,7 +28,7 @@ CONTEXT = 256
 
 def robust_curve(lm, threads: int, sizes: tuple[int, ...] = SIZES, log: Callable[[str], None] = print) -> CostCurve:
     """Fastest of SAMPLES clean decodes of n tokens after CONTEXT tokens of filler
-    (the work of a tree of n nodes, as engine.costmodel.measure).  Leaves `lm` empty."""
+    (the work of a tree of n nodes, as engine.decoding.costmodel.measure).  Leaves `lm` empty."""
     lm.truncate(0)
     filler = [(i * 7919) % max(lm.n_vocab - 1, 1) + 1 for i in range(CONTEXT)]
     lm.decode(filler[:-1])

@@ -1,6 +1,6 @@
 """Is an arm's greedy output the same as plain decoding's?
 
-Exactly the rule of tests/engine/test_greedy_equivalence.py: the target's logits
+Exactly the rule of tests/engine/decoding/test_greedy_equivalence.py: the target's logits
 differ slightly between a batch and a single token (DESIGN §2: up to ~0.6), so at
 a near-tie the argmax may legitimately flip.  At the first differing token, plain
 decoding's top-1 minus top-2 logit margin there decides: within NEAR_TIE it is
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.bench.results import RunResult
-from engine.detokenize import Detokenizer
+from engine.llama.detokenize import Detokenizer
 
 NEAR_TIE = 1.0  # logits; the same threshold as the greedy-equivalence test
 TEXT_LOOKBACK = 2
@@ -77,7 +77,7 @@ def _verdict(i: int, margins: Sequence[float], detail: str) -> dict:
 
 def token_pieces(model, tokens: Sequence[int]) -> list[str]:
     """Text each token completes (empty for end-of-turn tokens), as the engine prints it.
-    `model`: anything with token_bytes() and eog_mask (engine.llama_backend.LlamaModel)."""
+    `model`: anything with token_bytes() and eog_mask (engine.llama.backend.LlamaModel)."""
     detok = Detokenizer(model.token_bytes)
     eog = model.eog_mask
     return ["" if eog[t] else detok.push(t) for t in tokens]

@@ -23,7 +23,7 @@ def _fallback_params_for_amx() -> None:
     kernels as the engine and does not crash on AMX CPUs for an unrelated reason."""
     import llama_cpp
 
-    from engine.llama_backend import needs_amx_fallback
+    from engine.llama.backend import needs_amx_fallback
 
     if not needs_amx_fallback():
         return

@@ -44,8 +44,8 @@ def load_average() -> list[float] | None:
 
 
 def machine_info(*, threads: int, target: str | None = None, draft: str | None = None) -> dict:
-    from engine.build_flags import choose_build
-    from engine.llama_backend import default_threads, system_info
+    from engine.llama.backend import default_threads, system_info
+    from engine.llama.build_flags import choose_build
 
     try:
         import llama_cpp

@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.bench.replay import NGRAM_MAX, SimResult, ngram_table
 from engine.bench.trace import PromptTrace, TraceSet
-from engine.costmodel import CostModel
+from engine.decoding.costmodel import CostModel
 
 LAG_CAP = 32
 N_MAX = 16  # longest draft chain considered

@@ -15,8 +15,8 @@ import numpy as np
 from engine.bench.costs import robust_costs
 from engine.bench.suites import BenchPrompt
 from engine.bench.trace import PromptTrace, TraceSet
+from engine.decoding.sampling import fast_top_k
 from engine.errors import TandemError
-from engine.sampling import fast_top_k
 from engine.settings import GenerationSettings, SpecSettings
 
 CHUNK = 256  # rows per draft decode (the context's batch holds 512)

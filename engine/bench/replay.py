@@ -32,8 +32,8 @@ from typing import Protocol
 import numpy as np
 
 from engine.bench.trace import PromptTrace, TraceSet
-from engine.costmodel import CostModel
-from engine.ngram import NgramIndex
+from engine.decoding.costmodel import CostModel
+from engine.drafters.ngram import NgramIndex
 
 NGRAM_MAX = 16  # longest n-gram continuation the replay precomputes
 NGRAM_BRANCHES = 2
@@ -87,7 +87,7 @@ class StepView:
         return toks, probs, False
 
     def ngram(self, max_len: int = NGRAM_MAX) -> list[tuple[list[int], int]]:
-        """Prompt-lookup continuations (engine.ngram.NgramIndex over prompt + reply
+        """Prompt-lookup continuations (engine.drafters.ngram.NgramIndex over prompt + reply
         so far): [(tokens, match length)], best first."""
         conts = ngram_table(self.trace)[self.pos]
         return [(toks[:max_len], m) for toks, m in conts]

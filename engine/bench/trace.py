@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.costmodel import CostCurve, CostModel
+from engine.decoding.costmodel import CostCurve, CostModel
 from engine.errors import TandemError
 
 FORMAT = 1

@@ -1,9 +1,12 @@
-"""Drafters, selectable by name (`--spec`)."""
+"""Drafters, selectable by name (`--spec`): they propose token trees through the
+`engine.decoding.drafter` interface (draft model chains and trees, n-gram lookup, staged, auto).
+
+May import `engine.decoding`, `engine.llama`, `engine.errors`, `engine.settings`."""
 
 from __future__ import annotations
 
-from engine.costmodel import CostModel
-from engine.drafters.base import Drafter, DraftRequest, NoDrafter, StepOutcome
+from engine.decoding.costmodel import CostModel
+from engine.decoding.drafter import Drafter, DraftRequest, NoDrafter, StepOutcome
 from engine.drafters.chain import ChainDrafter
 from engine.drafters.draft_model import DraftModel
 from engine.drafters.dynamic_tree import DynamicTreeDrafter

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.drafters.base import DraftRequest, StepOutcome
+from engine.decoding.drafter import DraftRequest, StepOutcome
+from engine.decoding.sampling import distribution, entropy, fast_top_k, sample
+from engine.decoding.tree import DRAFT, ROOT, Tree
 from engine.drafters.draft_model import TIP, DraftModel
 from engine.drafters.learning import PairKnowledge
-from engine.lm import ContextFull
-from engine.sampling import distribution, entropy, fast_top_k, sample
+from engine.llama.lm import ContextFull
 from engine.settings import SpecSettings
-from engine.tree import DRAFT, ROOT, Tree
 
 
 class ChainDrafter:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.lm import TIP, LanguageModel, cached_path
+from engine.llama.lm import TIP, LanguageModel, cached_path
 
 
 class DraftModel:

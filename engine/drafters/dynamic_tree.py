@@ -12,12 +12,12 @@ position.
 
 from __future__ import annotations
 
-from engine.drafters.base import DraftRequest, StepOutcome
+from engine.decoding.drafter import DraftRequest, StepOutcome
+from engine.decoding.tree import ROOT, Tree
 from engine.drafters.draft_model import TIP, DraftModel
 from engine.drafters.grow import Frontier, grow
 from engine.drafters.learning import PairKnowledge
 from engine.settings import SpecSettings
-from engine.tree import ROOT, Tree
 
 C2T_PRUNE = 0.08
 MAX_LEAVES = 15  # the target context's free sequence ids

@@ -7,7 +7,7 @@ Children are the draft's top-k (deterministic candidates, verified by
 sample-and-match under sampling).  With `sample=True` and a sampling request they
 are instead drawn from the draft's distribution without replacement (Gumbel
 top-k), and the verifier applies multi-step speculative sampling to them
-(engine/verify.py).  That rule is exact only if whether a node's draws are all
+(engine/decoding/verify.py).  That rule is exact only if whether a node's draws are all
 kept cannot depend on their values, so sampled trees are limited by
 construction (`max_nodes`, `max_leaves`: decided before a node's children are
 drawn) and never pruned afterwards.
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.acceptance import NodeClassifier
+from engine.decoding.acceptance import NodeClassifier
+from engine.decoding.sampling import distribution, entropy, fast_top_k
+from engine.decoding.tree import DRAFT, Tree
 from engine.drafters.draft_model import DraftModel
-from engine.lm import ContextFull
-from engine.sampling import SamplingParams, distribution, entropy, fast_top_k
-from engine.tree import DRAFT, Tree
+from engine.llama.lm import ContextFull
+from engine.settings import SamplingParams
 
 
 @dataclass

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.acceptance import NodeClassifier, RateTable, node_features
-from engine.drafters.base import StepOutcome
+from engine.decoding.acceptance import NodeClassifier, RateTable, node_features
+from engine.decoding.drafter import StepOutcome
 
 PRIOR_WEIGHT = 10.0  # the prior counts as this many observations
 

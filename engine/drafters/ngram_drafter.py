@@ -1,4 +1,4 @@
-"""`ngram`: candidates at zero model cost (engine/ngram.py).
+"""`ngram`: candidates at zero model cost (engine/drafters/ngram.py).
 
 Prompt-lookup continuations of the longest matching suffix, and Token
 Recycling branches from the target's own earlier top-k successors.  Each edge
@@ -9,11 +9,11 @@ costs more than it wins on a CPU (issue 5's replay: 0.71×).
 
 from __future__ import annotations
 
-from engine.drafters.base import DraftRequest, StepOutcome
+from engine.decoding.drafter import DraftRequest, StepOutcome
+from engine.decoding.tree import NGRAM, ROOT, Tree
 from engine.drafters.learning import PairKnowledge
-from engine.ngram import NgramIndex, RecyclingTable
+from engine.drafters.ngram import NgramIndex, RecyclingTable
 from engine.settings import SpecSettings
-from engine.tree import NGRAM, ROOT, Tree
 
 MIN_P = 0.05  # candidates below this estimate are never worth a verified position
 RECYCLE_WIDTH = (3, 2, 1)  # successors taken at depth 1, 2, 3

@@ -32,15 +32,15 @@ import time
 
 import numpy as np
 
-from engine.costmodel import CostModel
-from engine.drafters.base import DraftRequest, StepOutcome
+from engine.decoding.costmodel import CostModel
+from engine.decoding.drafter import DraftRequest, StepOutcome
+from engine.decoding.sizing import best_size
+from engine.decoding.tree import NGRAM, ROOT, Tree
 from engine.drafters.draft_model import TIP, DraftModel
 from engine.drafters.grow import Frontier, grow
 from engine.drafters.learning import PairKnowledge
 from engine.drafters.ngram_drafter import NgramStage
 from engine.settings import SpecSettings
-from engine.sizing import best_size
-from engine.tree import NGRAM, ROOT, Tree
 
 NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
 # auto tries the draft at least this often, to keep its estimate fresh; each try

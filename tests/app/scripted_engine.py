@@ -1,7 +1,7 @@
 """A stand-in engine process that answers every question with a scripted text, for tests
 of what the window does with hostile model output (tests/app/test_reliability_text.py).
 
-It speaks engine/server.py's protocol (ready, loading/loaded, text/step/done) and streams
+It speaks engine/runtime/server.py's protocol (ready, loading/loaded, text/step/done) and streams
 the text of the JSON file named by SCRIPTED_ENGINE_TEXT in random pieces.  Every line is
 written a few bytes at a time with pauses, as raw UTF-8 (like the real server), so the
 window's reads end in the middle of multi-byte characters and of JSON lines.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.events import DoneEvent, TextEvent, to_dict
-from engine.stats import ReplyStats
+from engine.decoding.events import DoneEvent, TextEvent, to_dict
+from engine.decoding.stats import ReplyStats
 
 
 def write(message: dict, rng: random.Random) -> None:

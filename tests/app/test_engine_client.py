@@ -1,4 +1,4 @@
-"""The engine process client: a real `python -m engine.server` on tiny models."""
+"""The engine process client: a real `python -m engine.runtime.server` on tiny models."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _gen(mode: str = "off", max_tokens: int = 16) -> GenerationSettings:
 
 
 def test_command_is_the_engine_module_or_the_frozen_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert server_command()[1:] == ["-m", "engine.server"]
+    assert server_command()[1:] == ["-m", "engine.runtime.server"]
     monkeypatch.setattr("sys.frozen", True, raising=False)
     assert server_command()[1:] == ["--engine-server"]
 

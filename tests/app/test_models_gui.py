@@ -13,7 +13,7 @@ import pytest
 from app.settings_store import ModelChoice, SettingsStore
 from app.views.model_manager import ModelManager
 from app.views.settings_dialog import ID_ROLE
-from engine import provision
+from engine.models import provision
 from tests.app.helpers import DRAFT, OTHER, TARGET, send_and_wait
 from tests.helpers.fake_hub import FakeHub, catalog_entry, write_catalog
 

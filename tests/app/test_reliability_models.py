@@ -1,7 +1,7 @@
 """Hostile model files through the window (issue 6, item 3).
 
-The header check itself (tests/engine/test_gguf_check.py), the sandboxed chat template
-(tests/engine/test_chat_template.py) and quarantine on download (tests/engine/
+The header check itself (tests/engine/llama/test_gguf_check.py), the sandboxed chat template
+(tests/engine/llama/test_chat_template.py) and quarantine on download (tests/engine/models/
 test_provision.py, tests/app/test_models_gui.py) have their own tests.  Here the
 configured model is such a file: the window shows a clear one-line reason, the engine
 process survives (the file was refused before llama.cpp parsed it), the conversation

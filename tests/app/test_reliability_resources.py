@@ -1,6 +1,6 @@
 """Resources through the window (issue 6, item 7): a pair that does not fit in memory, or
 more GPU layers than exist, gives a clear message and a usable app, never a crash or a
-frozen window.  TANDEM_MEMORY_LIMIT makes engine/resources.py believe memory is small
+frozen window.  TANDEM_MEMORY_LIMIT makes engine/models/resources.py believe memory is small
 (the engine process reads it when it starts)."""
 
 from __future__ import annotations

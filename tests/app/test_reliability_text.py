@@ -30,7 +30,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
 from app.settings_store import ModelChoice, SettingsStore
 from app.store import ChatStore
 from app.views.message_widget import MessageBrowser
-from engine.llama_backend import LlamaModel
+from engine.llama.backend import LlamaModel
 from tests.app.conftest import configure
 from tests.app.helpers import TARGET
 from tests.app.reliability_helpers import Recorder

@@ -1,4 +1,4 @@
-"""`python -m engine.server` driven over its JSON-lines protocol, as the GUI drives it:
+"""`python -m engine.runtime.server` driven over its JSON-lines protocol, as the GUI drives it:
 for tests that kill the engine process, and for "a fresh engine answers the same
 conversation" comparisons (issue 6, item 1)."""
 
@@ -32,7 +32,7 @@ class EngineProcess:
             full_env["TANDEM_FAULT"] = fault
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process; see close())
         self._stderr_text = ""
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.server"], cwd=ROOT, env=full_env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.runtime.server"], cwd=ROOT, env=full_env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         # a reader thread, so that every wait has a timeout even if the engine hangs

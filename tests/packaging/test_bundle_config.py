@@ -15,7 +15,7 @@ from tests.packaging.helpers import ROOT, load
 
 RUNTIME_SOURCES = [
     p for p in [*(ROOT / "app").rglob("*.py"), *(ROOT / "engine").rglob("*.py")]
-    if "bench" not in p.relative_to(ROOT).parts and p.name != "cli_bench.py"
+    if "bench" not in p.relative_to(ROOT).parts and p.relative_to(ROOT).as_posix() != "engine/cli/bench.py"
 ]
 
 
@@ -153,11 +153,10 @@ def _needed(path: Path) -> list[str]:
 
 
 def test_data_files_exist_and_land_where_the_code_looks(cfg):
-    from engine import catalog
-
+    from engine.models import catalog
     for src, _dest in cfg.DATAS:
         assert (ROOT / src).exists(), src
-    # engine/catalog.py finds the catalog at <package root>/../assets/models.json; frozen,
+    # engine/models/catalog.py finds the catalog at <package root>/../assets/models.json; frozen,
     # the package root is the bundle folder, so the catalog must land in <bundle>/assets
     assert catalog.DEFAULT_PATH == ROOT / "assets" / "models.json"
     assert ("assets/models.json", "assets") in cfg.DATAS

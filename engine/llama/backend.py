@@ -1,0 +1,383 @@
+"""A thin, Qt-free layer over llama-cpp-python's low-level C API.
+
+Why not the high-level `Llama` class: it owns one sequence and no `n_seq_max` /
+`kv_unified`, which tree verification needs (DESIGN §2).  This module only
+wraps C calls; the KV bookkeeping for trees lives in engine/llama/lm.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import llama_cpp as C
+import numpy as np
+
+from engine.errors import EngineError, ModelFileError
+from engine.llama.build_flags import cpu_reports_amx
+
+# ---------------------------------------------------------------- logging
+
+# llama.cpp is chatty on stderr.  Keep its recent warnings and errors so a failure
+# can say what llama.cpp said, and print nothing unless TANDEM_LLAMA_LOG is set.
+_LOG_LEVELS = {2: "warn", 3: "error"}
+_recent_log: deque[str] = deque(maxlen=40)
+_last_level = 0
+
+
+@C.llama_log_callback
+def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+    global _last_level
+    if level == 5:  # continuation of the previous line
+        level = _last_level
+    _last_level = level
+    line = text.decode("utf-8", "replace")
+    if level in _LOG_LEVELS and line.strip():
+        _recent_log.append(line.strip())
+    if os.environ.get("TANDEM_LLAMA_LOG"):
+        print(line, end="", flush=True, file=__import__("sys").stderr)
+
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def init_backend() -> None:
+    global _initialized
+    with _init_lock:
+        if not _initialized:
+            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            C.llama_backend_init()
+            _initialized = True
+
+
+def last_llama_error() -> str:
+    """The first complaint llama.cpp logged since the last call was started."""
+    for line in _recent_log:
+        if any(word in line.lower() for word in ("error", "invalid", "failed", "cannot", "unable")):
+            return line
+    return _recent_log[-1] if _recent_log else "no message from llama.cpp"
+
+
+def system_info() -> str:
+    init_backend()
+    return C.llama_print_system_info().decode()
+
+
+def supports_gpu_offload() -> bool:
+    init_backend()
+    return bool(C.llama_supports_gpu_offload())
+
+
+def amx_compiled_in() -> bool:
+    return "AMX" in system_info()
+
+
+def needs_amx_fallback() -> bool:
+    """The AMX matmul kernel crashes on the first decode on CPUs reporting AMX
+    (DESIGN §2).  Only builds that compiled it in are affected; skipping the
+    extra (repacked) buffer types keeps llama.cpp off that kernel."""
+    return amx_compiled_in() and cpu_reports_amx()
+
+
+# ---------------------------------------------------------------- model
+
+
+class LlamaModel:
+    """Weights plus vocabulary.  Several contexts may share one model."""
+
+    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> None:
+        init_backend()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelFileError(f"model file not found: {self.path}")
+        # llama.cpp must never parse a file that fails the defensive header check
+        from engine.llama.gguf_check import check
+
+        self.gguf = check(self.path)
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = int(n_gpu_layers)
+        params.vocab_only = vocab_only
+        params.use_extra_bufts = not needs_amx_fallback()
+        self.uses_extra_bufts = bool(params.use_extra_bufts)
+        _recent_log.clear()
+        self._model = C.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self._model:
+            raise ModelFileError(f"llama.cpp could not load {self.path.name}: {last_llama_error()}")
+        self._vocab = C.llama_model_get_vocab(self._model)
+        self.n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx_train = int(C.llama_model_n_ctx_train(self._model))
+        self.n_layer = int(C.llama_model_n_layer(self._model))
+        self.n_gpu_layers = int(n_gpu_layers)
+        self._piece_cache: dict[int, bytes] = {}
+        self._eog = np.array([bool(C.llama_vocab_is_eog(self._vocab, t)) for t in range(self.n_vocab)])
+
+    # -- metadata
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            C.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    @property
+    def description(self) -> str:
+        buf = ctypes.create_string_buffer(256)
+        C.llama_model_desc(self._model, buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    @property
+    def size_bytes(self) -> int:
+        return int(C.llama_model_size(self._model))
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.meta("tokenizer.chat_template")
+
+    # -- vocabulary
+
+    @property
+    def vocab_type(self) -> int:
+        return int(C.llama_vocab_type(self._vocab))
+
+    @property
+    def bos(self) -> int:
+        return int(C.llama_vocab_bos(self._vocab))
+
+    @property
+    def eos(self) -> int:
+        return int(C.llama_vocab_eos(self._vocab))
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(C.llama_vocab_get_add_bos(self._vocab))
+
+    @property
+    def add_eos(self) -> bool:
+        return bool(C.llama_vocab_get_add_eos(self._vocab))
+
+    def token_text(self, token: int) -> bytes:
+        """The token's text as stored in the vocabulary (for compatibility checks)."""
+        return C.llama_vocab_get_text(self._vocab, token) or b""
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._eog[token])
+
+    @property
+    def eog_mask(self) -> np.ndarray:
+        return self._eog
+
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (C.llama_token * cap)()
+            n = C.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            raise EngineError(f"tokenization failed for {len(data)} bytes of text")
+        return list(buf[:n])
+
+    def token_bytes(self, token: int) -> bytes:
+        """Raw bytes of one token.  llama-cpp-python's helper uses a 32-byte buffer and
+        silently drops longer pieces; retry with the size llama.cpp asks for."""
+        cached = self._piece_cache.get(token)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        piece = buf.raw[: max(n, 0)]
+        self._piece_cache[token] = piece
+        return piece
+
+    def close(self) -> None:
+        if getattr(self, "_model", None):
+            C.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
+        with contextlib.suppress(Exception):
+            self.close()
+
+    @property
+    def handle(self):
+        return self._model
+
+
+# ---------------------------------------------------------------- context
+
+
+class LlamaContext:
+    """One llama.cpp context: a unified KV cache shared by up to `n_seq_max`
+    sequences, a reusable batch, and logits exposed as numpy views."""
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        n_seq_max: int = 16,
+        n_batch: int = 512,
+    ) -> None:
+        self.model = model
+        threads = n_threads or default_threads()
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.kv_unified = True  # tree attention needs cells shared across sequences
+        params.n_threads = threads
+        params.n_threads_batch = n_threads_batch or threads
+        params.no_perf = True
+        # Explicit, not AUTO: flash attention changes the numbers enough to flip
+        # greedy tokens (seen at a top-2 margin of 6), and AUTO resolves differently
+        # per build.  On the CPU it is not faster here; GPU builds keep AUTO.
+        gpu = supports_gpu_offload()
+        params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO if gpu else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self._cancel: threading.Event | None = None
+        self._abort_cb = C.ggml_abort_callback(lambda _data: self._cancel is not None and self._cancel.is_set())
+        params.abort_callback = self._abort_cb
+        params.abort_callback_data = None
+        _recent_log.clear()
+        self._ctx = C.llama_init_from_model(model.handle, params)
+        if not self._ctx:
+            raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens: {last_llama_error()}")
+        self.n_ctx = int(C.llama_n_ctx(self._ctx))
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.n_threads = threads
+        self.n_threads_batch = params.n_threads_batch
+        self.n_vocab = model.n_vocab
+        self._mem = C.llama_get_memory(self._ctx)
+        self._batch = C.llama_batch_init(n_batch, 0, n_seq_max)
+        self._tok = np.ctypeslib.as_array(self._batch.token, (n_batch,))
+        self._pos = np.ctypeslib.as_array(self._batch.pos, (n_batch,))
+        self._nseq = np.ctypeslib.as_array(self._batch.n_seq_id, (n_batch,))
+        self._out = np.ctypeslib.as_array(self._batch.logits, (n_batch,))
+        self._n_outputs = 0
+        # time spent inside llama_decode (statistics: engine overhead = the rest)
+        self.decode_seconds = 0.0
+        self.decode_calls = 0
+
+    def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        self.n_threads = n_threads
+        self.n_threads_batch = n_threads_batch or n_threads
+        C.llama_set_n_threads(self._ctx, self.n_threads, self.n_threads_batch)
+
+    # -- decoding
+
+    def decode(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        seq_ids: Sequence[Sequence[int]],
+        outputs: Sequence[bool],
+    ) -> np.ndarray:
+        """Decode one batch.  Returns the logits of the tokens whose `outputs` flag is
+        set, in batch order, as a view into llama.cpp's buffer: valid only until the
+        next decode on this context, never copied."""
+        n = len(tokens)
+        if n == 0:
+            raise ValueError("empty batch")
+        if n > self.n_batch:
+            raise ValueError(f"batch of {n} tokens exceeds n_batch={self.n_batch}")
+        self._tok[:n] = tokens
+        self._pos[:n] = positions
+        n_out = 0
+        for i, seqs in enumerate(seq_ids):
+            self._nseq[i] = len(seqs)
+            row = self._batch.seq_id[i]
+            for j, s in enumerate(seqs):
+                row[j] = s
+        for i, flag in enumerate(outputs):
+            self._out[i] = 1 if flag else 0
+            n_out += 1 if flag else 0
+        self._batch.n_tokens = n
+        _recent_log.clear()
+        started = time.perf_counter()
+        rc = C.llama_decode(self._ctx, self._batch)
+        self.decode_seconds += time.perf_counter() - started
+        self.decode_calls += 1
+        if rc != 0:
+            if rc == 2:
+                from engine.errors import Cancelled
+
+                raise Cancelled("decode aborted")
+            what = {1: "no KV cache slot for the batch (context full)"}.get(rc, last_llama_error())
+            raise EngineError(f"llama_decode failed ({rc}): {what}")
+        self._n_outputs = n_out
+        if n_out == 0:
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        ptr = C.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, (n_out, self.n_vocab))
+
+    def watch(self, cancel: threading.Event | None) -> None:
+        """While `cancel` is set, decodes return early (checked by llama.cpp between
+        graph nodes), so a long prompt can be stopped at once."""
+        self._cancel = cancel
+
+    # -- KV cache (all positions are absolute; -1 means open-ended)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
+        C.llama_memory_seq_rm(self._mem, seq, p0, p1)
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        C.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    def seq_keep(self, seq: int) -> None:
+        C.llama_memory_seq_keep(self._mem, seq)
+
+    def seq_pos_max(self, seq: int) -> int:
+        return int(C.llama_memory_seq_pos_max(self._mem, seq))
+
+    def seq_pos_min(self, seq: int) -> int:
+        return int(C.llama_memory_seq_pos_min(self._mem, seq))
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self._mem, True)
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None):
+            C.llama_batch_free(self._batch)
+            C.llama_free(self._ctx)
+            self._ctx = None
+
+    def __del__(self) -> None:  # pragma: no cover
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def default_threads() -> int:
+    """Physical cores when known: llama.cpp gains nothing from hyper-threads."""
+    count = os.cpu_count() or 2
+    try:
+        cores = set()
+        cpu = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                cpu = line.split(":")[1].strip()
+            elif line.startswith("core id"):
+                cores.add((cpu, line.split(":")[1].strip()))
+        if cores:
+            return max(1, min(len(cores), count))
+    except OSError:
+        pass
+    return max(1, count)
