@@ -13,6 +13,7 @@ import pytest
 from app.settings_store import ModelChoice, SettingsStore
 from app.views.model_manager import ModelManager
 from app.views.settings_dialog import ID_ROLE
+from engine.models import hub as hub_source
 from engine.models import provision
 from tests.app.helpers import DRAFT, OTHER, TARGET, send_and_wait
 from tests.helpers.fake_hub import FakeHub, catalog_entry, write_catalog
@@ -93,7 +94,7 @@ def hub_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_world: tuple
     monkeypatch.setenv("TANDEM_MODELS_DIR", str(models))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(provision, "_HUB_CHUNK", 16 * 1024)  # many progress steps for a 440 kB file
+    monkeypatch.setattr(hub_source, "_HUB_CHUNK", 16 * 1024)  # many progress steps for a 440 kB file
     prefs = SettingsStore()
     prefs.set_model_choice(ModelChoice(threads=1))  # see tiny_env
     prefs.sync()

