@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.decoding import costmodel
+from engine.decoding.baseline import PlainEstimate
 from engine.decoding.costmodel import CostCurve, CostModel
 from engine.decoding.drafter import NoDrafter
 from engine.decoding.events import Event, NoticeEvent
@@ -251,12 +252,16 @@ class Engine:
     def _run(self, prompt, drafter, settings, cancel, on_event, baseline, record_margins=False) -> Reply:
         with self._lock:
             started = time.perf_counter()
+            # the speed-up is judged against plain decoding under this reply's own
+            # conditions (engine/decoding/baseline.py); `baseline` is only its fallback
+            plain = PlainEstimate(self._cost.target if self._cost is not None else None, self.threads, baseline)
             try:
                 return generate(
                     self.target, prompt, drafter, settings,
                     eog_mask=self.target_model.eog_mask, token_bytes=self.target_model.token_bytes,
                     cancel=cancel, on_event=on_event, baseline_tps=baseline, record_margins=record_margins,
                     on_target_decode=self.governor.observe if self.governor is not None else None,
+                    plain=plain,
                 )
             finally:
                 if time.perf_counter() - started > 0.5:
