@@ -122,8 +122,13 @@ def generate(
     texts: list[str] = []
 
     start = time.perf_counter()
-    reply.stats.prefill_tokens = prefill(
-        target, prompt, cancel, lambda done, total: emit(ProgressEvent("prompt", done, total)))
+    try:
+        reply.stats.prefill_tokens = prefill(
+            target, prompt, cancel, lambda done, total: emit(ProgressEvent("prompt", done, total)))
+    except Cancelled:  # Stop while reading the prompt: a reply with nothing in it, like any stop
+        reply.reason = "cancelled"
+        emit(DoneEvent(reply.reason, "", reply.stats.snapshot()))
+        return reply
     drafter.reset()
     drafter.prefill(prompt)  # the draft's prompt processing is prompt processing, not drafting
     reply.stats.t_prefill = time.perf_counter() - start

@@ -4,7 +4,7 @@ the window shows while it waits and what speed figures it draws (tests/app/test_
 Speaks engine/runtime/server.py's protocol.  The JSON file named by PACED_ENGINE_SCRIPT says:
     startup_tps      the "measured at load" figure the loaded event carries
     prompt_tokens    tokens to "read" before the first token, in 256-token chunks ...
-    chunk_s          ... each taking this long (a cancel is honoured between chunks)
+    chunk_s          ... each taking this long (a cancel between chunks ends the reply, "cancelled")
     steps            [[mode, tested, accepted, seconds], ...]: one target pass each; mode
                      "plain" passes test nothing; statistics are the engine's own ReplyStats
     cpu_share        what the live plain estimate is told the engine's CPU share was
@@ -68,8 +68,9 @@ def cancelled(req_id: str) -> bool:
 def generate(script: dict, req_id: str) -> None:
     total = int(script.get("prompt_tokens", 0))
     for done in range(CHUNK, total + CHUNK, CHUNK):
-        if cancelled(req_id):
-            return  # the real engine raises Cancelled here: no "done"
+        if cancelled(req_id):  # as the real engine: a reply with nothing in it
+            write({**to_dict(DoneEvent("cancelled", "", ReplyStats().snapshot())), "id": req_id})
+            return
         time.sleep(float(script.get("chunk_s", 0)))
         write({**to_dict(ProgressEvent("prompt", min(done, total), total)), "id": req_id})
     stats = ReplyStats(baseline_tps=script.get("startup_tps"))

@@ -138,3 +138,22 @@ def test_stop_during_a_long_prompt_ends_between_chunks_and_keeps_what_was_read()
         prefill(target, prompt, cancel, progress)
     assert seen == [PREFILL_CHUNK, 2 * PREFILL_CHUNK]
     assert target.tokens == prompt[:2 * PREFILL_CHUNK]  # the next try starts from here
+
+
+def test_generate_stopped_while_reading_ends_as_cancelled_with_a_done_event() -> None:
+    target, draft = pair(12, seed=5)
+    drafter, spec = drafter_for("off", draft)
+    cancel = threading.Event()
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, ProgressEvent):
+            cancel.set()
+
+    reply = generate(target, [i % 11 for i in range(3 * PREFILL_CHUNK)], drafter,
+                     GenerationSettings(max_tokens=5, spec=spec), eog_mask=eog_mask(12), token_bytes=token_bytes,
+                     cancel=cancel, on_event=on_event)
+    assert reply.reason == "cancelled" and reply.tokens == []
+    assert events[-1].type == "done" and events[-1].reason == "cancelled"
+    assert len(target.tokens) == PREFILL_CHUNK
