@@ -54,10 +54,12 @@ def plain_sentence(stats: dict[str, Any] | None) -> str:
                  "costs on this computer's measured cost curve")
     text = f"Plain decoding under this reply's conditions: ~{float(est['tps']):.1f} tok/s, estimated {basis}"
     share = est.get("cpu_share")
-    text += f"; the engine got {100 * float(share):.0f}% of its CPU time." if share is not None else "."
+    why = list(est.get("why") or [])
+    busy = any("busy" in w for w in why)
+    text += f"; the engine got {100 * float(share):.0f}% of its CPU time." if share is not None and not busy else "."
     if est.get("uncertain"):
-        why = "; ".join(est.get("why") or []) or "too little to go on"
-        text += f" Uncertain ({why}): the speed-up is a rough figure and no verdict is drawn from it."
+        reasons = "; ".join(why) or "too little to go on"
+        text += f" Uncertain — {reasons}: the speed-up is a rough figure and no verdict is drawn from it."
     return text
 
 
