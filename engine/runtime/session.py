@@ -44,7 +44,8 @@ WARM_MIN_TOKENS = 512
 
 class Engine:
     def __init__(self, load: LoadSettings, *, require_compatible_draft: bool = True, learn: bool = True) -> None:
-        """`learn=False` keeps what the pair learns in memory only (benchmarks, tests)."""
+        """`learn=False` keeps what the pair learns in memory only, and saves no warm-start
+        cache of the conversation (benchmarks, tests)."""
         self.load_settings = load
         self.threads = load.threads or default_threads()
         self.notices: list[str] = []  # things the user should know about this load
@@ -82,9 +83,9 @@ class Engine:
         self._lock = threading.Lock()
         self._drafters: dict[tuple, object] = {}
         self.governor: ThreadGovernor | None = None
-        self._warm_checked = False  # restore at most once, into an empty cache
         self._warm_saved: dict[str, list[int]] = {}  # what each saved file holds
         self.warm_restored = 0  # target tokens the last restore brought back (tests, stats)
+        self.warm_start = learn
 
     def _load(self, path: str, gpu_layers: int, what: str) -> LlamaModel:
         shape = resources.model_shape(path)
@@ -251,7 +252,9 @@ class Engine:
     def _warm_files(self) -> list[tuple[LlamaLM, Path]]:
         """One file per model, keyed like the cost cache plus the context size: a state is
         only ever loaded into the same model file, backend and context it came from."""
-        out = []
+        out: list[tuple[LlamaLM, Path]] = []
+        if not self.warm_start:
+            return out
         for lm, path, layers in ((self.target, self.load_settings.target, self.load_settings.gpu_layers),
                                  (self.draft, self.load_settings.draft, self.load_settings.draft_gpu_layers)):
             if lm is not None and path:
@@ -260,11 +263,9 @@ class Engine:
         return out
 
     def _restore_warm(self) -> None:
-        """After a (re)start, bring back the last conversation's cache; prefill then reads
-        only what is new.  A file that does not load is deleted and costs nothing more."""
-        if self._warm_checked:
-            return
-        self._warm_checked = True
+        """Into an empty cache (a new engine, or one whose cache a measurement used), bring
+        back the last conversation's; prefill then reads only what is new.  A file that
+        does not load is deleted and costs nothing more."""
         with self._lock:
             for lm, path in self._warm_files():
                 if lm.tokens or not path.exists():

@@ -20,8 +20,8 @@ def model(tmp_path):
     return str(write_tiny_gguf(tmp_path / "tiny.gguf"))
 
 
-def answer(model: str, messages: list[dict], max_tokens: int = 24):
-    engine = Engine(LoadSettings(model, None, n_ctx=2048, threads=1), learn=False)
+def answer(model: str, messages: list[dict], max_tokens: int = 24, learn: bool = True):
+    engine = Engine(LoadSettings(model, None, n_ctx=2048, threads=1), learn=learn)
     try:
         settings = GenerationSettings(max_tokens=max_tokens)
         settings.spec.mode = "off"
@@ -37,7 +37,7 @@ def test_a_restarted_engine_restores_the_conversation_and_answers_the_same(model
     files = list(data_dir_warm.glob("warm/*.kv"))
     assert len(files) == 1
 
-    follow_up = LONG + [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and then?"}]
+    follow_up = [*LONG, {"role": "assistant", "content": first.text}, {"role": "user", "content": "and then?"}]
     warm, restored, _ = answer(model, follow_up)
     assert restored == len(cached)  # the whole cache came back
     assert warm.stats.prefill_tokens < 40  # only the new turn was read
@@ -58,6 +58,11 @@ def test_a_short_conversation_is_not_saved_and_a_broken_file_is_dropped(model, d
     reply, restored, _ = answer(model, LONG, max_tokens=4)
     assert restored == 0 and reply.tokens  # read the slow way, answered
     assert path.exists() and path.stat().st_size > 100  # replaced by a good one
+
+
+def test_benchmarks_and_tests_keep_no_conversation_on_disk(model, data_dir_warm) -> None:
+    answer(model, LONG, max_tokens=4, learn=False)
+    assert not list(data_dir_warm.glob("warm/*"))
 
 
 @pytest.fixture()
