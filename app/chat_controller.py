@@ -168,6 +168,7 @@ class ChatController(QObject):
         if self.active is not None and self.active.conv_id == conv_id:
             self.stop()
         self.store.delete_conversation(conv_id)
+        self.client.forget_warm()  # its cache may be the one saved for a fast restart
         self._deleted.append(conv_id)
         self.conversations_changed.emit()
         if conv_id == self.conv_id:

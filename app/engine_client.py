@@ -163,6 +163,10 @@ class EngineClient(QObject):
         self._send({"op": "measure", "id": req_id})
         return req_id
 
+    def forget_warm(self) -> None:
+        """The engine deletes its saved copy of the last conversation's cache."""
+        self._send({"op": "forget_warm", "id": self.new_id("forget")})
+
     def ping(self) -> str:
         req_id = self.new_id("ping")
         self._send({"op": "ping", "id": req_id})

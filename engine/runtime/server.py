@@ -10,6 +10,7 @@ Requests (one JSON object per line):
                                                           events, then "done" or "error"
     {"op": "cancel", "id": ID}                         -> the generation ends with reason "cancelled"
     {"op": "measure"}                                  -> "measured" (re-measures costs and baseline)
+    {"op": "forget_warm"}                              -> deletes the saved conversation cache (no reply)
     {"op": "ping"}                                     -> "pong"
     {"op": "shutdown"}
 Every event carries the request's "id" (load/measure use the id given, if any).
@@ -154,6 +155,10 @@ class Server:
                    "previous_baseline_tps": before, "decode_ms": 1000 * cost.target(1),
                    "plausible": engine._plausible_baseline(baseline),
                    "cost": {"target": cost.target.to_dict(), "draft": cost.draft.to_dict() if cost.draft else None}})
+
+    def _op_forget_warm(self, _req: dict) -> None:
+        if self.engine is not None:
+            self.engine.forget_warm()
 
     def _op_generate(self, req: dict) -> None:
         req_id = req.get("id")

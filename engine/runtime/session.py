@@ -278,6 +278,14 @@ class Engine:
                 if lm is self.target:
                     self.warm_restored = restored
 
+    def forget_warm(self) -> None:
+        """Delete the saved conversation caches (the user deleted a conversation: what is
+        on disk must not outlive it).  The next reply saves its own."""
+        with self._lock:
+            for _lm, path in self._warm_files():
+                path.unlink(missing_ok=True)
+                self._warm_saved.pop(str(path), None)
+
     def _save_warm(self) -> None:
         with self._lock:
             for lm, path in self._warm_files():

@@ -151,3 +151,15 @@ def test_a_long_conversation_shows_reading_progress_clears_old_figures_and_stops
     assert window.store.message(second).finish == "cancelled"
     assert not window.banner.isVisible()
     assert window.store.message(first).finish == "length"
+
+
+def test_deleting_a_conversation_forgets_the_saved_conversation_cache(qtbot, paced, open_window,
+                                                                      monkeypatch) -> None:
+    paced(startup_tps=30.0, steps=[["plain", 0, 0, 0.01]] * 3)
+    window = open_window().window
+    send(qtbot, window)
+    qtbot.waitUntil(lambda: not window.chat.busy, timeout=20000)
+    asked: list[bool] = []
+    monkeypatch.setattr(window.engine.client, "forget_warm", lambda: asked.append(True))
+    window.delete_conversation(window.chat.conv_id)
+    assert asked == [True]

@@ -70,3 +70,16 @@ def data_dir_warm(tmp_path, monkeypatch):
     path = tmp_path / "data"
     monkeypatch.setenv("TANDEM_DATA_DIR", str(path))
     return path
+
+
+def test_forget_deletes_the_saved_conversation(model, data_dir_warm) -> None:
+    engine = Engine(LoadSettings(model, None, n_ctx=2048, threads=1))
+    try:
+        settings = GenerationSettings(max_tokens=4)
+        settings.spec.mode = "off"
+        engine.reply(LONG, settings)
+        assert list(data_dir_warm.glob("warm/*.kv"))
+        engine.forget_warm()  # the app deleted a conversation
+        assert not list(data_dir_warm.glob("warm/*.kv"))
+    finally:
+        engine.close()
