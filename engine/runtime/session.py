@@ -250,16 +250,19 @@ class Engine:
     # ------------------------------------------------------------------ warm start
 
     def _warm_files(self) -> list[tuple[LlamaLM, Path]]:
-        """One file per model, keyed like the cost cache plus the context size: a state is
-        only ever loaded into the same model file, backend and context it came from."""
+        """One file per model, keyed like the cost cache (threads aside) plus the context size:
+        a state is only ever loaded into the same model file, backend and context it came from."""
         out: list[tuple[LlamaLM, Path]] = []
         if not self.warm_start:
             return out
         for lm, path, layers in ((self.target, self.load_settings.target, self.load_settings.gpu_layers),
                                  (self.draft, self.load_settings.draft, self.load_settings.draft_gpu_layers)):
             if lm is not None and path:
-                key = self._curve_key(path, layers)
-                out.append((lm, paths.data_dir() / "warm" / f"{key}-ctx{lm.n_ctx}.kv"))
+                # the cache's contents do not depend on the thread count (a settings change
+                # that only alters threads must still find it)
+                key = costmodel.cache_key(Path(path), system_info(), 0, layers)
+                mtime = Path(path).stat().st_mtime_ns  # a file replaced in place has other weights
+                out.append((lm, paths.data_dir() / "warm" / f"{key}-{mtime}-ctx{lm.n_ctx}.kv"))
         return out
 
     def _restore_warm(self) -> None:
