@@ -255,14 +255,16 @@ class Engine:
         out: list[tuple[LlamaLM, Path]] = []
         if not self.warm_start:
             return out
-        for lm, path, layers in ((self.target, self.load_settings.target, self.load_settings.gpu_layers),
-                                 (self.draft, self.load_settings.draft, self.load_settings.draft_gpu_layers)):
+        for role, lm, path, layers in (
+            ("target", self.target, self.load_settings.target, self.load_settings.gpu_layers),
+            ("draft", self.draft, self.load_settings.draft, self.load_settings.draft_gpu_layers),
+        ):
             if lm is not None and path:
                 # the cache's contents do not depend on the thread count (a settings change
                 # that only alters threads must still find it)
                 key = costmodel.cache_key(Path(path), system_info(), 0, layers)
                 mtime = Path(path).stat().st_mtime_ns  # a file replaced in place has other weights
-                out.append((lm, paths.data_dir() / "warm" / f"{key}-{mtime}-ctx{lm.n_ctx}.kv"))
+                out.append((lm, paths.data_dir() / "warm" / f"{role}-{key}-{mtime}-ctx{lm.n_ctx}.kv"))
         return out
 
     def _restore_warm(self) -> None:
@@ -300,6 +302,12 @@ class Engine:
                 if lm.save_state(str(part)):
                     os.replace(part, path)
                     self._warm_saved[str(path)] = list(tokens)
+                    # one file per role: a state for other models or another context size
+                    # is the previous conversation too, and ~30 KB per token
+                    role = path.name.split("-", 1)[0]
+                    for old in path.parent.glob(f"{role}-*.kv"):
+                        if old != path:
+                            old.unlink(missing_ok=True)
                 else:
                     part.unlink(missing_ok=True)
 

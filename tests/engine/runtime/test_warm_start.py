@@ -58,6 +58,10 @@ def test_a_short_conversation_is_not_saved_and_a_broken_file_is_dropped(model, d
     reply, restored, _ = answer(model, LONG, max_tokens=4)
     assert restored == 0 and reply.tokens  # read the slow way, answered
     assert path.exists() and path.stat().st_size > 100  # replaced by a good one
+    stale = path.with_name("target-0000-1-ctx999.kv")  # another model's or context size's
+    stale.write_bytes(b"old")
+    answer(model, [*LONG, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}], max_tokens=4)
+    assert [p.name for p in data_dir_warm.glob("warm/*.kv")] == [path.name]  # one file per role
 
 
 def test_benchmarks_and_tests_keep_no_conversation_on_disk(model, data_dir_warm) -> None:
