@@ -120,7 +120,15 @@ def parse_missing(ldd_output: str) -> list[str]:
 
 
 def run_ldd(path: Path) -> str:
-    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=30)
+    """ldd with the folders that hold Qt's own libraries on the search path: the wheel's
+    Qt/lib (the plugin's rpath already says so) and, in the packaged program, the bundle
+    folder, where PyInstaller may have put them.  Only system libraries can be missing."""
+    extra = [str(path.parents[2] / "lib")]
+    if getattr(sys, "frozen", False):
+        extra.append(str(getattr(sys, "_MEIPASS", Path(sys.executable).parent)))
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [*extra, env.get("LD_LIBRARY_PATH")]))
+    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=30, env=env)
     return out.stdout + out.stderr
 
 
