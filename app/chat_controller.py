@@ -35,6 +35,7 @@ class ActiveReply:
     steps: list[list[Any]] = field(default_factory=list)  # [emitted, acc draft, acc ngram, seconds, mode]
     snapshot: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    progress: tuple[int, int] | None = None  # prompt tokens read, of total, until the first token
     started: float = field(default_factory=time.monotonic)
     last_save: float = 0.0
     dirty: bool = False
@@ -66,6 +67,7 @@ class ChatController(QObject):
     reply_started = Signal(int)  # message id
     reply_updated = Signal(int)  # message id (text grew)
     reply_step = Signal(int, dict, dict)  # message id, step, reply snapshot
+    reply_progress = Signal(int, int, int)  # message id, prompt tokens read, of how many
     reply_finished = Signal(int)  # message id
     busy_changed = Signal(bool)
     notice = Signal(str)
@@ -93,6 +95,7 @@ class ChatController(QObject):
         self._save_timer.timeout.connect(self._save_partial)
         self.client.text.connect(self._on_text)
         self.client.step.connect(self._on_step)
+        self.client.progress.connect(self._on_progress)
         self.client.notice.connect(self._on_notice)
         self.client.done.connect(self._on_done)
         self.client.error.connect(self._on_error)
@@ -165,6 +168,7 @@ class ChatController(QObject):
         if self.active is not None and self.active.conv_id == conv_id:
             self.stop()
         self.store.delete_conversation(conv_id)
+        self.client.forget_warm()  # its cache may be the one saved for a fast restart
         self._deleted.append(conv_id)
         self.conversations_changed.emit()
         if conv_id == self.conv_id:
@@ -289,10 +293,18 @@ class ChatController(QObject):
         self._schedule_save(active)
         self.reply_updated.emit(active.msg_id)
 
+    def _on_progress(self, req_id: str, stage: str, done: int, total: int) -> None:
+        active = self._mine(req_id)
+        if active is None or stage != "prompt":
+            return
+        active.progress = (done, total)
+        self.reply_progress.emit(active.msg_id, done, total)
+
     def _on_step(self, req_id: str, step: dict, snapshot: dict) -> None:
         active = self._mine(req_id)
         if active is None:
             return
+        active.progress = None
         active.steps.append(compact_step(step))
         active.snapshot = snapshot
         self.reply_step.emit(active.msg_id, step, snapshot)

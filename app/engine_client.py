@@ -53,6 +53,7 @@ class EngineClient(QObject):
     loaded = Signal(str, dict)  # request id, models, baseline, costs
     text = Signal(str, list)  # request id, [(text, source), ...]
     step = Signal(str, dict, dict)  # request id, step stats, reply snapshot
+    progress = Signal(str, str, int, int)  # request id, stage ("prompt"), done, total
     notice = Signal(str, str)  # request id, message
     done = Signal(str, dict)  # request id, DoneEvent as dict
     error = Signal(str, str, str)  # request id ("" if none), message, kind
@@ -162,6 +163,10 @@ class EngineClient(QObject):
         self._send({"op": "measure", "id": req_id})
         return req_id
 
+    def forget_warm(self) -> None:
+        """The engine deletes its saved copy of the last conversation's cache."""
+        self._send({"op": "forget_warm", "id": self.new_id("forget")})
+
     def ping(self) -> str:
         req_id = self.new_id("ping")
         self._send({"op": "ping", "id": req_id})
@@ -221,6 +226,9 @@ class EngineClient(QObject):
             self.text.emit(req_id, [tuple(p) for p in event.get("pieces", [])])
         elif kind == "step":
             self.step.emit(req_id, event.get("step", {}), event.get("reply", {}))
+        elif kind == "progress":
+            self.progress.emit(req_id, str(event.get("stage", "")), int(event.get("done", 0)),
+                               int(event.get("total", 0)))
         elif kind == "loading":
             self.loading.emit(req_id, str(event.get("message", "")))
         elif kind == "loaded":

@@ -34,6 +34,8 @@ class EngineController(QObject):
     crashed = Signal(str, str)  # what happened, engine stderr tail
     models_missing = Signal(object)  # Resolved
     baseline_changed = Signal(float)
+    measure_started = Signal()
+    measure_result = Signal(str, str)  # what "Re-measure plain speed" found, banner kind ("info"/"warn"/"error")
 
     def __init__(self, client: EngineClient, settings: SettingsStore, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +49,7 @@ class EngineController(QObject):
         self.good_choice: ModelChoice | None = None  # last choice that loaded
         self.crashed_while = ""  # "loading" or "" (crash during a reply or idle)
         self._load_id: str | None = None
+        self._measure_id: str | None = None
         self._resolve_task: Task | None = None
         client.loading.connect(self._on_loading)
         client.loaded.connect(self._on_loaded)
@@ -93,9 +96,15 @@ class EngineController(QObject):
             self.boot()
 
     def remeasure(self) -> None:
-        if self.state == "ready":
-            self.progress.emit("Measuring plain decoding speed on this computer…")
-            self.client.measure()
+        """Measure the decode-cost curve and plain decoding again; the outcome comes back
+        as `measure_result` (after a reply in progress, which the engine finishes first)."""
+        if self.state != "ready":
+            self.measure_result.emit("Plain speed can be measured once the models are loaded.", "warn")
+            return
+        if self._measure_id is not None:
+            return  # one is running
+        self._measure_id = self.client.measure()
+        self.measure_started.emit()
 
     def shutdown(self) -> None:
         if self._resolve_task is not None:
@@ -150,18 +159,25 @@ class EngineController(QObject):
         if event.get("baseline_tps"):
             self.baseline_changed.emit(float(event["baseline_tps"]))
 
-    def _on_measured(self, _req_id: str, event: dict) -> None:
+    def _on_measured(self, req_id: str, event: dict) -> None:
+        if req_id == self._measure_id:
+            self._measure_id = None
+            self.measure_result.emit(*measure_message(event))
         if self.info is not None and event.get("baseline_tps"):
             self.info["baseline_tps"] = event["baseline_tps"]
             self.baseline_changed.emit(float(event["baseline_tps"]))
 
     def _on_error(self, req_id: str, message: str, _kind: str) -> None:
+        if req_id and req_id == self._measure_id:
+            self._measure_id = None
+            self.measure_result.emit(f"Could not measure plain speed: {message}", "error")
         if req_id and req_id == self._load_id:
             self.info = None
             self._set_state("load_failed")
             self.load_failed.emit(message)
 
     def _on_crashed(self, what: str, tail: str) -> None:
+        self._measure_id = None
         self.crashed_while = "loading" if self.state == "loading" else ""
         self.info = None
         self._set_state("crashed")
@@ -193,3 +209,19 @@ class EngineController(QObject):
             "draft": (r.draft_id if r and (self.info or {}).get("draft") is not None else None),
             "mode": mode,
         }
+
+
+def measure_message(event: dict) -> tuple[str, str]:
+    """The re-measurement's outcome in one or two sentences, and the banner kind."""
+    new = float(event.get("baseline_tps") or 0)
+    old = event.get("previous_baseline_tps")
+    text = f"Plain decoding measured on this computer: {new:.1f} tok/s"
+    if old:
+        text += f" (before: {float(old):.1f} tok/s)"
+    if event.get("decode_ms"):
+        text += f"; one target token costs {float(event['decode_ms']):.0f} ms"
+    text += ". Each reply's speed-up is still judged against its own plain steps."
+    if event.get("plausible") is False:
+        return (text + " The computer looked busy during the measurement (slower than its own cost curve "
+                "allows), so this figure is kept for this session only; measure again when it is idle.", "warn")
+    return text, "info"

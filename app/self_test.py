@@ -11,7 +11,10 @@
    near-tie (top-1 minus top-2 logit <= NEAR_TIE).
 2. server: start the engine process the way the GUI does (`<exe> --engine-server` when
    frozen, `python -m engine.runtime.server` otherwise) and ping it.
-3. gui: a QApplication on the offscreen platform, the main window module imported,
+3. gui: on Linux, `ldd` on Qt's xcb platform plugin (the one a desktop window needs):
+   a system library it cannot find fails the test when a display is set (the window
+   would not open) and is a warning without one; the message names the apt packages.
+   Then a QApplication on the offscreen platform, the main window module imported,
    the app icon rendered (Qt plugins, SVG support and assets are in the bundle).
 
 Prints the statistics and the time from process start to the first streamed token,
@@ -92,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_server:
             results["server_s"] = check_server()
         if not args.no_gui:
+            results["xcb"] = check_xcb()
             results["gui"] = check_gui()
     except (SelfTestError, TandemError) as exc:
         say(f"FAILED: {exc}")
@@ -237,6 +241,27 @@ def check_server(timeout: float = 60.0) -> float:
 
 
 # ---------------------------------------------------------------- Qt
+
+
+def check_xcb(env: dict[str, str] | None = None, report: object | None = None) -> dict:
+    """The X11 window's system libraries (app/xcb_check.py).  The offscreen check below
+    cannot see them: the offscreen plugin links none of them."""
+    from app import xcb_check
+
+    if not sys.platform.startswith("linux"):
+        return {"checked": False}
+    report = report if report is not None else xcb_check.check()
+    if report.note:
+        say(f"xcb plugin: {report.note}")
+        return {"checked": False, "note": report.note}
+    if report.ok:
+        say("xcb platform plugin: every system library it needs is installed")
+        return {"checked": True, "missing": []}
+    message = xcb_check.describe(report, xcb_check.packages_for(report.missing))
+    if xcb_check.needs_check(env):
+        raise SelfTestError(message)
+    say(f"warning (no display here, so only a warning): {message}")
+    return {"checked": True, "missing": report.missing}
 
 
 def check_gui() -> dict:

@@ -109,6 +109,59 @@ def ensure_installed(choice: BuildChoice, extras: list[str]) -> None:
         stamp("project").write_text(digest)
 
 
+def ensure_display_libs() -> None:
+    """Before the window opens: the system libraries Qt's xcb plugin needs (README,
+    "System packages"), found with ldd on the venv's plugin.  Installed with apt-get as
+    root or through passwordless sudo, as the rest of the set-up assumes; otherwise the
+    exact command is printed and the set-up stops.  No display, macOS, Windows: nothing to do."""
+    from app import xcb_check
+
+    if not xcb_check.needs_check():
+        return
+    pyside = next(iter(sorted(VENV.glob("lib/python*/site-packages/PySide6"))), None)
+    plugin = xcb_check.find_plugin(pyside)
+    tried: set[str] = set()
+    while True:
+        report = xcb_check.check(plugin)
+        if report.note:
+            say(f"display check skipped: {report.note}")
+        if report.ok:
+            if tried:
+                say("the libraries Qt's xcb plugin needs are installed")
+            return
+        apt = shutil.which("apt-get") is not None
+        packages = xcb_check.packages_for(report.missing, xcb_check.apt_has if shutil.which("apt-cache") else None)
+        if not apt:
+            raise SystemExit(f"[tandem setup] Qt's xcb platform plugin ({plugin}) cannot load: missing "
+                             f"{', '.join(report.missing)}. Install your distribution's packages that provide them "
+                             "(on Debian/Ubuntu: " + xcb_check.shell_line(packages) + "), then run this again.")
+        if set(packages) <= tried:
+            raise SystemExit("[tandem setup] " + xcb_check.describe(report, packages)
+                             + " (apt-get installed them, yet the plugin still cannot find them)")
+        root = hasattr(os, "geteuid") and os.geteuid() == 0
+        if not root and (shutil.which("sudo") is None
+                         or subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0):
+            raise SystemExit("[tandem setup] " + xcb_check.describe(report, packages)
+                             + "\n(not root and sudo needs a password, so the set-up cannot install them itself)")
+        say(f"Qt's xcb plugin is missing {', '.join(report.missing)}: installing {' '.join(packages)}")
+        if not install_apt(packages, root):
+            raise SystemExit("[tandem setup] apt-get could not install them. " + xcb_check.describe(report, packages))
+        tried.update(packages)
+
+
+def install_apt(packages: list[str], root: bool) -> bool:
+    """apt-get install; on a machine whose package lists were never fetched (fresh
+    images), apt-get update once and try again."""
+    from app import xcb_check
+
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = xcb_check.apt_command(packages, root=root)
+    if subprocess.run(cmd, env=env).returncode == 0:
+        return True
+    update = ["apt-get", "update"] if root else ["sudo", "-n", "apt-get", "update"]
+    return subprocess.run(update, env=env).returncode == 0 and subprocess.run(cmd, env=env).returncode == 0
+
+
 def provision(models: list[str]) -> None:
     run([venv_bin("tandem"), "models", "pull", *models])
 
@@ -126,6 +179,8 @@ def main() -> int:
         provision(TEST_MODELS)
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
         return subprocess.run([venv_python(), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env).returncode
+    if args.action == "run":
+        ensure_display_libs()  # before the long model download: a missing library fails fast
     provision(["--default-pair"])
     if args.action == "run":
         os.execv(venv_bin("tandem"), [str(venv_bin("tandem"))])

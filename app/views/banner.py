@@ -61,6 +61,7 @@ class Banner(QFrame):
         name = {"info": "info", "warn": "warning", "error": "warning"}[kind]
         colour = {"info": self.colors.muted, "warn": self.colors.warn_text, "error": self.colors.error_text}[kind]
         self.icon.setPixmap(icons.icon(name, colour).pixmap(18, 18))
+        self.progress.setRange(0, 0)  # busy indicator; set_progress makes it count
         self.progress.setVisible(busy)
         while self.buttons_row.count():
             widget = self.buttons_row.takeAt(0).widget()
@@ -74,6 +75,11 @@ class Banner(QFrame):
             self.buttons[label] = button
         self.close_button.setVisible(closable)
         self.show()
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(min(done, total))
+        self.progress.setVisible(True)
 
     def set_colors(self, colors: Colors) -> None:
         self.colors = colors

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import icons, jobs
+from app import icons, jobs, speed
 from app.chat_controller import ChatController
 from app.engine_client import EngineClient
 from app.engine_controller import EngineController
@@ -159,6 +159,8 @@ class MainWindow(QMainWindow):
         cc.branch_changed.connect(self.show_branch)
         cc.reply_updated.connect(self._on_reply_updated)
         cc.reply_step.connect(self._on_reply_step)
+        cc.reply_started.connect(self._on_reply_started)
+        cc.reply_progress.connect(self._on_reply_progress)
         cc.reply_finished.connect(self._on_reply_finished)
         cc.busy_changed.connect(self._on_busy)
         cc.notice.connect(lambda m: self.banner.show_message(m, "warn"))
@@ -171,12 +173,15 @@ class MainWindow(QMainWindow):
         ec.crashed.connect(self._on_crashed)
         ec.models_missing.connect(self._on_models_missing)
         ec.baseline_changed.connect(self._on_baseline)
+        ec.measure_result.connect(self._on_measure_result)
+        ec.measure_started.connect(self._on_measure_started)
 
         self.first_run.provisioned.connect(lambda: self.engine.boot())
         self.first_run.open_model_manager.connect(self.open_model_manager)
         self.first_run.open_settings.connect(self.open_settings)
         self.first_run.use_default_pair.connect(self._use_default_pair)
 
+        self._reading = False  # the "Reading the conversation" banner is up
         self._stats_timer = QTimer(self)
         self._stats_timer.setSingleShot(True)
         self._stats_timer.timeout.connect(self._refresh_live_stats)
@@ -296,7 +301,40 @@ class MainWindow(QMainWindow):
             self.chat_view.update_live(msg_id, live[0], live[1], self.chat.active.snapshot if self.chat.active
                                        else None)
 
+    def _on_reply_started(self, _msg_id: int) -> None:
+        """The previous reply's figures must not stand in for this one's while the
+        engine reads the conversation."""
+        self.selected_stats_msg = None
+        active = self.chat.active
+        self.stats.show_stats({}, [], live=True, heading=self._stats_heading(None, True),
+                              mode=active.mode if active else "")
+
+    def _on_reply_progress(self, _msg_id: int, done: int, total: int) -> None:
+        """Reading a long conversation (after a restart: tens of seconds) is shown with
+        its progress; Stop works throughout."""
+        if done >= total and not self._reading:
+            return  # read in one go: nothing to wait for
+        if done >= total:
+            self._end_reading()
+            return
+        text = f"Reading the conversation: {done:,} of {total:,} tokens"
+        if not self._reading or not self.banner.isVisible():
+            self.banner.show_message(text + "…", "info", busy=True, closable=False,
+                                     actions=[("Stop", self.chat.stop)])
+            self._reading = True
+        else:
+            self.banner.label.setText(text + "…")
+        self.banner.set_progress(done, total)
+        self.stats.heading.setText(f"This reply — {text[0].lower()}{text[1:]}…")
+
+    def _end_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            if self.banner.kind == "info" and self.banner.progress.isVisible():
+                self.banner.hide()
+
     def _on_reply_step(self, _msg_id: int, _step: dict, _snapshot: dict) -> None:
+        self._end_reading()
         if not self._stats_timer.isActive():
             self._stats_timer.start(STATS_REFRESH_MS)
 
@@ -310,9 +348,13 @@ class MainWindow(QMainWindow):
 
     def _on_reply_finished(self, msg_id: int) -> None:
         self._stats_timer.stop()
+        self._end_reading()
         msg = self.store.message(msg_id)
         if msg is None:
             return
+        est = speed.live_estimate(msg.stats)
+        if est is not None and est.get("source") != "start-up measurement":
+            self.status.set_baseline(float(est["tps"]), "last reply", bool(est.get("uncertain")))
         if msg.conversation_id == self.chat.conv_id:
             widget = self.chat_view.message_widget(msg_id)
             if widget is not None:
@@ -398,6 +440,15 @@ class MainWindow(QMainWindow):
     def _on_baseline(self, tps: float) -> None:
         self.status.set_baseline(tps or None)
         self.stats.set_baseline(tps or None)
+
+    def _on_measure_started(self) -> None:
+        self.banner.show_message("Measuring plain decoding speed on this computer (about 10 s)…", "info",
+                                 busy=True, closable=False)
+
+    def _on_measure_result(self, message: str, kind: str) -> None:
+        """"Re-measure plain speed" always answers, in the banner and the status bar."""
+        self.banner.show_message(message, kind)
+        self.statusBar().showMessage(message.split(". ")[0], 8000)
 
     def _on_load_failed(self, message: str) -> None:
         actions = [("Settings…", self.open_settings), ("Model manager…", self.open_model_manager)]

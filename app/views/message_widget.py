@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app import icons
 from app.render import Rendered, render_markdown, render_plain
+from app.speed import speedup_text
 from app.store import Message, char_sources
 from app.theme import LIGHT, Colors
 
@@ -122,8 +123,8 @@ def footer_text(stats: dict[str, Any] | None, model: dict[str, Any] | None) -> s
     parts = [f"{stats.get('tokens', 0)} tokens"]
     if stats.get("tokens_per_s"):
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
-    if stats.get("speedup"):
-        parts.append(f"{stats['speedup']:.2f}× plain")
+    if speedup_text(stats):  # live estimate only; ≈ when uncertain (app/speed.py)
+        parts.append(f"{speedup_text(stats)} plain")
     if stats.get("acceptance_rate") is not None:
         parts.append(f"acceptance {100 * stats['acceptance_rate']:.0f}%")
     if stats.get("tau"):

@@ -21,18 +21,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import speed
 from app.theme import LIGHT, Colors
 from app.views.charts import DepthChart, StepChart, TimeSplitBar
 
 NOW_WINDOW = 8  # "tokens/s now" = over the last this many target passes
-SLOW_RATIO = 0.95  # below this fraction of plain speed, say so
+SLOW_RATIO = speed.SLOW_RATIO
 MIN_STEPS_FOR_VERDICT = 6
 
 DEFINITIONS = {
     "now": f"Tokens per second over the last {NOW_WINDOW} target passes.",
     "reply": "Tokens per second of this reply so far (generation time; prompt processing excluded).",
-    "speedup": "This reply's tokens/s divided by plain decoding's tokens/s, measured on this computer "
-               "with the same target model. Above 1×: speculation is paying off.",
+    "speedup": "This reply's tokens/s divided by plain decoding's tokens/s under the same conditions, "
+               "estimated from this reply's own plain steps (or its target passes scaled by the measured cost "
+               "curve). Above 1×: speculation is paying off. ≈: the estimate is uncertain (busy computer, few "
+               "steps).",
     "tau": "Mean accepted length τ: tokens emitted per target-model pass, the target's own bonus token "
            "included. Plain decoding: τ = 1.",
     "acceptance": "Acceptance rate = accepted ÷ tested: of the guesses the target checked, the share it agreed with.",
@@ -61,22 +64,25 @@ def tps_now(steps: list[list[Any]]) -> float | None:
 
 
 def slow_verdict(stats: dict[str, Any], steps: list[list[Any]], live: bool, mode: str) -> str | None:
-    """A sentence when speculation is costing time, else None."""
-    baseline = stats.get("baseline_tps")
-    if mode == "off" or not baseline or len(steps) < MIN_STEPS_FOR_VERDICT:
+    """A sentence when speculation is costing time, else None.  Judged only against the
+    reply's own live plain-decoding estimate, only when that estimate is firm and only
+    when enough steps actually speculated (app/speed.py)."""
+    est = speed.live_estimate(stats)
+    if mode == "off" or est is None or est.get("uncertain") or len(steps) < MIN_STEPS_FOR_VERDICT:
         return None
+    if speed.speculative_steps(stats) < speed.MIN_SPECULATIVE_STEPS:
+        return None
+    plain = float(est["tps"])
     if live:
         now = tps_now(steps)
-        if now is not None and now < SLOW_RATIO * baseline:
-            return (f"⚠ Speculation is slower than plain decoding right now: {now:.1f} vs {baseline:.1f} tok/s "
-                    f"({now / baseline:.2f}×). Guesses are being rejected or cost more than they save. "
-                    "Auto mode falls back to plain steps when guessing stops paying; you can also switch "
-                    "speculation off on the toolbar.")
+        if now is not None and now < SLOW_RATIO * plain:
+            return (f"⚠ Speculation is slower than plain decoding right now: {now:.1f} vs ~{plain:.1f} tok/s "
+                    f"({now / plain:.2f}×). Guesses are being rejected or cost more than they save. "
+                    + speed.advice(mode))
         return None
-    speedup = stats.get("speedup")
-    if speedup is not None and speedup < SLOW_RATIO:
-        return (f"⚠ This reply was slower than plain decoding ({speedup:.2f}×). Try another mode in Settings, "
-                "or switch speculation off for this kind of text.")
+    value = stats.get("speedup")
+    if value is not None and value < SLOW_RATIO:
+        return f"⚠ This reply was slower than plain decoding ({value:.2f}×). " + speed.advice(mode)
     return None
 
 
@@ -127,6 +133,7 @@ class StatsPanel(QWidget):
         self.steps: list[list[Any]] = []
         self.live = False
         self.mode = ""
+        self.startup_tps: float | None = None
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
@@ -243,9 +250,15 @@ class StatsPanel(QWidget):
             ("draft", "draft model"), ("ngram", "n-gram"), ("target", "target's own"))) + "&nbsp;&nbsp; ┄ τ")
 
     def set_baseline(self, tps: float | None) -> None:
-        self.baseline.setText(
-            f"Plain decoding on this computer: {tps:.1f} tok/s (measured when the models loaded)." if tps else ""
-        )
+        """The start-up (or re-measured) figure: context only, never divided by."""
+        self.startup_tps = tps
+        self._show_baseline()
+
+    def _show_baseline(self) -> None:
+        lines = [speed.plain_sentence(self.stats)] if speed.live_estimate(self.stats) else []
+        if self.startup_tps:
+            lines.append(f"Measured with the models idle at load or on request: {self.startup_tps:.1f} tok/s.")
+        self.baseline.setText("\n".join(line for line in lines if line))
 
     def clear(self) -> None:
         self.show_stats({}, [], live=False, heading="No reply yet", mode="")
@@ -258,8 +271,9 @@ class StatsPanel(QWidget):
         t = self.tiles
         t["now"].set(f"{now:.1f}" if now is not None else "–", "tok/s now" if live or not steps else "tok/s at the end")
         t["reply"].set(f"{stats['tokens_per_s']:.1f}" if stats.get("tokens_per_s") else "–")
-        speedup = stats.get("speedup")
-        t["speedup"].set(f"{speedup:.2f}×" if speedup else "–")
+        honest = speed.speedup(stats)
+        t["speedup"].set(speed.speedup_text(stats) or "–",
+                         "vs plain · uncertain" if honest and honest[1] else "vs plain decoding")
         t["tau"].set(f"{stats['tau']:.2f}" if stats.get("tau") else "–")
         rate = stats.get("acceptance_rate")
         t["acceptance"].set(f"{100 * rate:.0f}%" if rate is not None else "–")
@@ -281,8 +295,7 @@ class StatsPanel(QWidget):
                                                                                       key=lambda kv: -kv[1]))
             if modes else ""
         )
-        if stats.get("baseline_tps"):
-            self.set_baseline(float(stats["baseline_tps"]))
+        self._show_baseline()
 
     def _fill_table(self, stats: dict[str, Any]) -> None:
         for col, (stage, _label) in enumerate(STAGE_ROWS):

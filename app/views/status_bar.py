@@ -43,5 +43,11 @@ class StatusLabels:
         self.engine.setText(text)
         self.engine.setStyleSheet(f"color: {colour};")
 
-    def set_baseline(self, tps: float | None) -> None:
-        self.baseline.setText(f"plain {tps:.1f} tok/s" if tps else "")
+    def set_baseline(self, tps: float | None, where: str = "measured", uncertain: bool = False) -> None:
+        """Say which figure it is: a measurement at load (stale once the machine gets
+        busy) or the last reply's own live estimate."""
+        self.baseline.setText(f"plain {'≈' if uncertain else ''}{tps:.1f} tok/s ({where})" if tps else "")
+        self.baseline.setToolTip(
+            "Plain decoding speed of the target on this computer: " + (
+                "estimated from the last reply's own plain steps, under its conditions" if where == "last reply"
+                else "measured with the models idle (Speculation → Re-measure plain speed)"))

@@ -30,6 +30,22 @@ def legend(colour: bool) -> str:
     return f"[{coloured('draft model', 'draft', True)} · {coloured('n-gram', 'ngram', True)} · target]"
 
 
+def plain_basis(stats: dict) -> str:
+    """What the speed-up is divided by: plain decoding's speed estimated from this
+    reply's own steps (engine/decoding/baseline.py), and whether to trust it."""
+    est = stats.get("baseline") or {}
+    text = f"plain ~{stats['baseline_tps']:.1f} tok/s"
+    if est.get("source") == "start-up measurement":
+        text += ", measured at start-up"
+    elif est.get("source"):
+        text += f" from {est.get('samples', 0)} {'plain steps' if est['source'] == 'plain steps' else 'scaled decodes'}"
+    if est.get("cpu_share") is not None:
+        text += f", {100 * est['cpu_share']:.0f}% CPU"
+    if est.get("uncertain"):
+        text += "; uncertain: " + "; ".join(est.get("why") or ["too little to go on"])
+    return text
+
+
 def summary(stats: dict) -> str:
     """One paragraph of the reply's statistics (DESIGN §4 names)."""
     parts = [
@@ -37,7 +53,7 @@ def summary(stats: dict) -> str:
         f"{stats['tokens_per_s']:.1f} tok/s",
     ]
     if stats.get("speedup") is not None:
-        parts.append(f"{stats['speedup']:.2f}x plain ({stats['baseline_tps']:.1f} tok/s)")
+        parts.append(f"{stats['speedup']:.2f}x plain ({plain_basis(stats)})")
     parts.append(f"tau {stats['tau']:.2f}")
     if stats.get("acceptance_rate") is not None:
         parts.append(f"acceptance {100 * stats['acceptance_rate']:.0f}%")

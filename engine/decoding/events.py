@@ -27,6 +27,17 @@ class StepEvent:
 
 
 @dataclass
+class ProgressEvent:
+    """Work before the first token: stage "prompt" = `done` of `total` prompt tokens are
+    in the target's cache (a cached prefix counts as done)."""
+
+    stage: str
+    done: int
+    total: int
+    type: str = "progress"
+
+
+@dataclass
 class NoticeEvent:
     message: str
     type: str = "notice"
@@ -50,9 +61,9 @@ class ErrorEvent:
     type: str = "error"
 
 
-EVENT_TYPES = {cls.type: cls for cls in (TextEvent, StepEvent, NoticeEvent, DoneEvent, ErrorEvent)}
+EVENT_TYPES = {cls.type: cls for cls in (TextEvent, StepEvent, ProgressEvent, NoticeEvent, DoneEvent, ErrorEvent)}
 
-Event = TextEvent | StepEvent | NoticeEvent | DoneEvent | ErrorEvent
+Event = TextEvent | StepEvent | ProgressEvent | NoticeEvent | DoneEvent | ErrorEvent
 
 
 def to_dict(event: Event) -> dict:

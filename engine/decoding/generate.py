@@ -24,19 +24,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import faults
+from engine.decoding.baseline import PlainEstimate
 from engine.decoding.drafter import Drafter, DraftRequest, StepOutcome
-from engine.decoding.events import DoneEvent, Event, StepEvent, TextEvent
+from engine.decoding.events import DoneEvent, Event, ProgressEvent, StepEvent, TextEvent
 from engine.decoding.sampling import margin
 from engine.decoding.sizing import fit_to_limits
 from engine.decoding.stats import ReplyStats, StepStats
 from engine.decoding.tree import TARGET, Tree
 from engine.decoding.verify import verify
-from engine.errors import ContextOverflowError
+from engine.errors import Cancelled, ContextOverflowError
 from engine.llama.detokenize import Detokenizer
 from engine.llama.lm import LanguageModel
 from engine.settings import GenerationSettings
 
 MAX_TREE_LEAVES = 15  # sequence ids 1..15 of a 16-sequence context
+PREFILL_CHUNK = 256  # prompt tokens per decode: progress and Stop between chunks
 
 
 @dataclass
@@ -51,9 +53,17 @@ class Reply:
     margins: list[float] = field(default_factory=list)
 
 
-def prefill(target: LanguageModel, prompt: list[int], cancel: threading.Event | None = None) -> int:
+def prefill(
+    target: LanguageModel,
+    prompt: list[int],
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Make the target's cache hold prompt[:-1], reusing the longest cached prefix.
-    Returns how many tokens had to be decoded."""
+    Returns how many tokens had to be decoded.  A long conversation after a restart
+    takes tens of seconds here, so it goes in PREFILL_CHUNK pieces: `on_progress(done,
+    total)` after each (counting the cached prefix as done), and `cancel` is honoured
+    between pieces as well as inside one; the pieces already decoded stay cached."""
     if not prompt:
         raise ContextOverflowError("empty prompt")
     if len(prompt) >= target.n_ctx:
@@ -74,7 +84,13 @@ def prefill(target: LanguageModel, prompt: list[int], cancel: threading.Event | 
         if watch is not None:
             watch(cancel)
         try:
-            target.decode(todo)
+            for i in range(0, len(todo), PREFILL_CHUNK):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("prompt processing cancelled")
+                piece = todo[i:i + PREFILL_CHUNK]
+                target.decode(piece)
+                if on_progress is not None:
+                    on_progress(n + i + len(piece), len(prompt) - 1)
         finally:
             if watch is not None:
                 watch(None)
@@ -95,16 +111,24 @@ def generate(
     record_margins: bool = False,
     max_tree_nodes: int = 511,
     on_target_decode: Callable[[int, float], None] | None = None,
+    plain: PlainEstimate | None = None,
 ) -> Reply:
     emit = on_event or (lambda _e: None)
     params = settings.sampling
     rng = params.rng()
-    reply = Reply(stats=ReplyStats(baseline_tps=baseline_tps, prompt_tokens=len(prompt)))
+    reply = Reply(stats=ReplyStats(baseline_tps=baseline_tps, prompt_tokens=len(prompt),
+                                   plain=plain or PlainEstimate()))
     detok = Detokenizer(token_bytes)
     texts: list[str] = []
 
     start = time.perf_counter()
-    reply.stats.prefill_tokens = prefill(target, prompt, cancel)
+    try:
+        reply.stats.prefill_tokens = prefill(
+            target, prompt, cancel, lambda done, total: emit(ProgressEvent("prompt", done, total)))
+    except Cancelled:  # Stop while reading the prompt: a reply with nothing in it, like any stop
+        reply.reason = "cancelled"
+        emit(DoneEvent(reply.reason, "", reply.stats.snapshot()))
+        return reply
     drafter.reset()
     drafter.prefill(prompt)  # the draft's prompt processing is prompt processing, not drafting
     reply.stats.t_prefill = time.perf_counter() - start

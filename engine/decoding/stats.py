@@ -6,14 +6,17 @@
 * acceptance rate = accepted / tested.
 * tau (mean accepted length) = emitted tokens / target passes, bonus included.
 * acceptance by depth d = P(accept at depth d | reached depth d).
-* speed: tokens/s of the reply vs the plain-decoding baseline measured on this
-  machine with the same target; time split draft / verify / overhead.
+* speed: tokens/s of the reply vs plain decoding's, estimated live from this
+  reply's own steps (engine/decoding/baseline.py; the start-up measurement only
+  until the first step); time split draft / verify / overhead.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+
+from engine.decoding.baseline import PlainEstimate
 
 STAGES = ("draft", "ngram")
 
@@ -59,7 +62,7 @@ class StepStats:
 class ReplyStats:
     """Running totals for one reply; `snapshot()` is what the GUI and CLI show."""
 
-    baseline_tps: float | None = None
+    baseline_tps: float | None = None  # measured at start-up: a fallback only, see `plain`
     prompt_tokens: int = 0
     prefill_tokens: int = 0  # prompt tokens actually decoded (the rest came from the cache)
     t_prefill: float = 0.0
@@ -76,6 +79,11 @@ class ReplyStats:
     depth_accepted: list[int] = field(default_factory=list)
     accepted_len: list[int] = field(default_factory=list)  # per step, bonus included
     modes: Counter = field(default_factory=Counter)
+    plain: PlainEstimate = field(default_factory=PlainEstimate)  # live plain-decoding speed
+
+    def __post_init__(self) -> None:
+        if self.plain.startup_tps is None:
+            self.plain.startup_tps = self.baseline_tps
 
     def add(self, step: StepStats, sources: list[str]) -> None:
         self.steps += 1
@@ -89,6 +97,7 @@ class ReplyStats:
         self.t_overhead += step.t_overhead
         self.accepted_len.append(step.emitted)
         self.modes[step.mode] += 1
+        self.plain.observe(1 + step.n_tested, step.t_draft, step.t_verify, step.t_overhead)
         for d, (r, a) in enumerate(zip(step.depth_reached, step.depth_accepted, strict=True)):
             while len(self.depth_reached) <= d:
                 self.depth_reached.append(0)
@@ -115,9 +124,12 @@ class ReplyStats:
 
     @property
     def speedup(self) -> float | None:
-        if not self.baseline_tps or not self.tokens:
+        return self._speedup(self.plain.estimate())
+
+    def _speedup(self, live: dict) -> float | None:
+        if not live["tps"] or not self.tokens:
             return None
-        return self.tokens_per_s / self.baseline_tps
+        return self.tokens_per_s / live["tps"]
 
     def acceptance_by_depth(self) -> list[float | None]:
         return [a / r if r else None for r, a in zip(self.depth_reached, self.depth_accepted, strict=True)]
@@ -128,12 +140,15 @@ class ReplyStats:
         tested = dict(self.tested)
         accepted = dict(self.accepted)
         drafted = dict(self.drafted)
+        live = self.plain.estimate()
         return {
             "tokens": self.tokens,
             "steps": self.steps,
             "tokens_per_s": self.tokens_per_s,
-            "baseline_tps": self.baseline_tps,
-            "speedup": self.speedup,
+            "baseline_tps": live["tps"],  # plain decoding under this reply's conditions
+            "baseline": live,  # how that figure was estimated and how much to trust it
+            "startup_baseline_tps": self.baseline_tps,
+            "speedup": self._speedup(live),
             "tau": self.tau,
             "acceptance_rate": self.acceptance_rate,
             "drafted": drafted,

@@ -354,6 +354,23 @@ class LlamaContext:
     def clear(self) -> None:
         C.llama_memory_clear(self._mem, True)
 
+    # -- saved state (llama.cpp's state API): sequence `seq`'s cache and its tokens in a file
+
+    def save_seq(self, path: str, seq: int, tokens: list[int]) -> int:
+        """Bytes written, 0 on failure."""
+        arr = (C.llama_token * max(1, len(tokens)))(*tokens)
+        return int(C.llama_state_seq_save_file(self._ctx, path.encode(), seq, arr, len(tokens)))
+
+    def load_seq(self, path: str, seq: int) -> list[int] | None:
+        """The tokens whose cache now fills `seq`, or None (bad or foreign file; `seq` left empty)."""
+        out = (C.llama_token * self.n_ctx)()
+        count = ctypes.c_size_t(0)
+        read = C.llama_state_seq_load_file(self._ctx, path.encode(), seq, out, self.n_ctx, ctypes.byref(count))
+        if read == 0:
+            self.seq_rm(seq)
+            return None
+        return list(out[: count.value])
+
     def close(self) -> None:
         if getattr(self, "_ctx", None):
             C.llama_batch_free(self._batch)

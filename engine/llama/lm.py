@@ -296,6 +296,27 @@ class LlamaLM:
             self.ctx.seq_rm(0, n, -1)
             del self._tokens[n:]
 
+    def save_state(self, path: str) -> int:
+        """The committed text's cache (sequence 0) and tokens to `path`; bytes written."""
+        self.discard()
+        return self.ctx.save_seq(path, 0, self._tokens)
+
+    def load_state(self, path: str) -> int:
+        """Replace the committed text with a saved one; tokens restored (0: none usable)."""
+        self.truncate(0)
+        tokens = self.ctx.load_seq(path, 0)
+        if not tokens or len(tokens) >= self.n_ctx:
+            self.ctx.seq_rm(0, -1, -1)
+            return 0
+        self._tokens = tokens
+        try:
+            self.check_consistent()
+        except EngineError:
+            self.ctx.seq_rm(0, -1, -1)
+            self._tokens = []
+            return 0
+        return len(tokens)
+
     def check_consistent(self) -> None:
         """Raise if llama.cpp's cache disagrees with our bookkeeping (tests, soak)."""
         n = len(self._tokens)

@@ -6,9 +6,11 @@ stdout, so a crash inside llama.cpp kills only this process, never the window.
 Requests (one JSON object per line):
     {"op": "load", "load": {LoadSettings}}             -> "loaded" or "error"
     {"op": "generate", "id": ID, "messages": [...], "settings": {GenerationSettings}, "record_margins": false}
-                                                       -> "text"/"step"/"notice" events, then "done" or "error"
+                                                       -> "progress" (prompt tokens read), "text"/"step"/"notice"
+                                                          events, then "done" or "error"
     {"op": "cancel", "id": ID}                         -> the generation ends with reason "cancelled"
     {"op": "measure"}                                  -> "measured" (re-measures costs and baseline)
+    {"op": "forget_warm"}                              -> deletes the saved conversation cache (no reply)
     {"op": "ping"}                                     -> "pong"
     {"op": "shutdown"}
 Every event carries the request's "id" (load/measure use the id given, if any).
@@ -144,10 +146,19 @@ class Server:
 
     def _op_measure(self, req: dict) -> None:
         engine = self._engine()
+        before = engine.baseline_tps()
         cost = engine.cost_model(remeasure=True)
         baseline = engine.baseline_tps(remeasure=True)
+        # what the user asked for, reported back: the new figure, the old one, and whether
+        # the machine let the measurement run at the speed its own cost curve allows
         self.send({"type": "measured", "id": req.get("id"), "baseline_tps": baseline,
+                   "previous_baseline_tps": before, "decode_ms": 1000 * cost.target(1),
+                   "plausible": engine._plausible_baseline(baseline),
                    "cost": {"target": cost.target.to_dict(), "draft": cost.draft.to_dict() if cost.draft else None}})
+
+    def _op_forget_warm(self, _req: dict) -> None:
+        if self.engine is not None:
+            self.engine.forget_warm()
 
     def _op_generate(self, req: dict) -> None:
         req_id = req.get("id")
