@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.errors import TandemError
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "assets" / "models.json"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "models.json"
 SOURCE_KINDS = ("hub", "pypi")
 ROLES = ("target", "draft")
 
