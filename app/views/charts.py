@@ -37,7 +37,8 @@ class _Chart(QWidget):
     def _empty(self, painter: QPainter, text: str) -> None:
         painter.setPen(QColor(self.colors.muted))
         self._small_font(painter)
-        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, text)
+        painter.drawText(self.rect().adjusted(4, 0, -4, 0),
+                         int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextWordWrap), text)
 
 
 class StepChart(_Chart):

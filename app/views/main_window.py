@@ -53,6 +53,7 @@ def depth_axis(spec: SpecSettings) -> int:
 # the sidebar, chat and dock minimums add up to less than a 900 px window
 SIDEBAR_MIN_PX = 170
 DOCK_MIN_PX = 300
+DOCK_START_PX = 350
 STATS_REFRESH_MS = 50  # the dock redraws at most 20 times a second, whatever the step rate
 SAFE_SCHEMES = ("http", "https", "mailto")
 
@@ -220,6 +221,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:  # first start: room for the stage table's three columns
+            self.resizeDocks([self.dock], [DOCK_START_PX], Qt.Orientation.Horizontal)
         if splitter is not None:
             self.splitter.restoreState(splitter)
         self.dock.setVisible(ui.stats_visible)

@@ -209,11 +209,11 @@ class ModelManager(QDialog):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
-        self.table.setStyleSheet("QTableWidget::item { padding: 0 8px; }")
+        self.table.setStyleSheet("QTableWidget::item { padding: 0 8px; } QHeaderView::section { padding: 4px 8px; }")
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in range(1, len(COLUMNS)):
+        for col in range(len(COLUMNS) - 1):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(PAIR_COL, QHeaderView.ResizeMode.Stretch)  # the longest text, last
         header.setMinimumSectionSize(70)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.table.horizontalHeaderItem(PAIR_COL).setToolTip(
