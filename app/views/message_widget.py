@@ -33,9 +33,9 @@ from app.store import Message, char_sources
 from app.theme import LIGHT, Colors
 
 RENDER_INTERVAL_MS = 50  # streaming text is re-rendered at most this often...
-COPIED_MS = 1500  # how long a Copy control says "Copied"
 RENDER_BUDGET = 0.2  # ...and rendering may take at most this share of the time: on a 2-core machine
 # every millisecond the GUI spends re-rendering Markdown is taken from the engine's decoding
+COPIED_MS = 1500  # how long a Copy control says "Copied"
 
 FOOTER_TOOLTIP = (
     "tokens: tokens in this reply\n"

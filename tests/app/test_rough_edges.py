@@ -215,8 +215,7 @@ def test_model_manager_checks_files_and_shows_progress_only_while_working(qtbot,
 # ---------------------------------------------------------------- 10: copy feedback
 
 
-def test_copy_says_copied_where_it_was_clicked(qtbot, data_dir, open_window, monkeypatch) -> None:
-    monkeypatch.setattr("app.views.message_widget.COPIED_MS", 300)
+def test_copy_says_copied_where_it_was_clicked(qtbot, data_dir, open_window) -> None:
     seed(data_dir, "code", reply=CODE_REPLY)
     window = open_window(boot=False).window
     widget = assistant_widget(window)
