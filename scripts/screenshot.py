@@ -99,6 +99,7 @@ def main() -> int:
     prefs.set_model_choice(ModelChoice(threads=args.threads))
     prefs.sync()
 
+    started = time.monotonic()
     parts = build_window()
     window = parts.window
     window.resize(*args.size)
@@ -120,6 +121,7 @@ def main() -> int:
         if window.engine.state == "missing":
             print("provision the default pair first: .venv/bin/tandem models pull", file=sys.stderr)
         return 1
+    print(f"engine ready after {time.monotonic() - started:.0f} s", flush=True)
     for prompt in PROMPTS:
         window.send(prompt)
         if not wait(lambda: not window.chat.busy):
@@ -128,7 +130,7 @@ def main() -> int:
         reply = window.chat.branch()[-1]
         s = reply.stats or {}
         print(f"reply: {s.get('tokens')} tokens, {s.get('tokens_per_s', 0):.1f} tok/s, "
-              f"speedup {s.get('speedup') or 0:.2f}, tau {s.get('tau', 0):.2f}, modes {s.get('modes')}")
+              f"speedup {s.get('speedup') or 0:.2f}, tau {s.get('tau', 0):.2f}, modes {s.get('modes')}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
 

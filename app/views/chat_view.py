@@ -84,6 +84,12 @@ class ElidedButton(QPushButton):
         super().__init__(text, parent)
         self.full_text = text
 
+    def sizeHint(self) -> QSize:
+        return QSize(self.fontMetrics().horizontalAdvance(self.full_text) + 32, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(60, super().minimumSizeHint().height())
+
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         room = max(0, self.width() - 28)  # the style's padding
@@ -147,9 +153,9 @@ class EmptyState(QWidget):
             button.setToolTip(example)
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             button.clicked.connect(lambda _checked=False, e=example: self.example_chosen.emit(e))
-            button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # elided when narrow
+            button.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)  # elided when narrow
             self.examples.append(button)
-            box.addWidget(_centred(button))
+            box.addWidget(_centred(button, grow=False))
         box.addStretch(2)
         self.set_state(overlay=False, speculation=True)
 
@@ -170,14 +176,15 @@ class EmptyState(QWidget):
         self.text.setText(f"{intro} {hint}")
 
 
-def _centred(widget: QWidget, max_width: int = 640) -> QWidget:
-    """`widget` centred in a row, at most max_width wide, shrinking with the window."""
+def _centred(widget: QWidget, max_width: int = 640, grow: bool = True) -> QWidget:
+    """`widget` centred in a row, at most max_width wide (and, unless `grow`, no wider
+    than its size hint), shrinking with the window."""
     holder = QWidget()
     row = QHBoxLayout(holder)
     row.setContentsMargins(0, 0, 0, 0)
     row.addStretch(1)
     widget.setMaximumWidth(max_width)
-    row.addWidget(widget, 100)
+    row.addWidget(widget, 100 if grow else 0)
     row.addStretch(1)
     return holder
 
