@@ -164,15 +164,27 @@ class ChatController(QObject):
             self.store.set_system_prompt(self.conv_id, text)
             self.conversations_changed.emit()
 
-    def delete(self, conv_id: int) -> None:
+    def delete(self, conv_id: int, then_open: int | None = None) -> None:
+        """Soft-delete; if it was on screen, show `then_open` (else the most recently
+        opened one left), and an empty new chat only when none is left."""
         if self.active is not None and self.active.conv_id == conv_id:
             self.stop()
         self.store.delete_conversation(conv_id)
         self.client.forget_warm()  # its cache may be the one saved for a fast restart
         self._deleted.append(conv_id)
-        self.conversations_changed.emit()
         if conv_id == self.conv_id:
-            self.new_conversation()
+            self.conv_id = None
+            nxt = then_open if then_open is not None and self.store.conversation(then_open) is not None else None
+            if nxt is None:
+                last = self.store.last_opened() or next(iter(self.store.conversations()), None)
+                nxt = last.id if last is not None else None
+            self.conversations_changed.emit()
+            if nxt is not None:
+                self.open_conversation(nxt)
+            else:
+                self.new_conversation()
+            return
+        self.conversations_changed.emit()
 
     def can_undo_delete(self) -> bool:
         return bool(self._deleted)

@@ -38,6 +38,7 @@ _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
 MATCH_WINDOW = 48  # how far ahead in the source a rendered character is looked for first
 LONG_WINDOW = 4096
 MONO = "'DejaVu Sans Mono', 'Menlo', 'Consolas', monospace"
+COPIED = "Copied ✓"
 
 
 @dataclass
@@ -94,9 +95,11 @@ class _Renderer:
             f'<span style="color:{c.muted}; font-size: small;">{label}</span></td>'
             f'<td bgcolor="{c.code_head}" align="right" style="padding: 3px 8px; border-style: none;">'
             f'<a href="copy:{n}" style="color:{c.accent}; text-decoration:none; font-size: small;">'
-            f"{_chrome('Copy')}</a></td></tr>"
+            f"{_chrome(COPIED if env.get('copied') == n else 'Copy')}</a></td></tr>"
             f'<tr><td colspan="2" style="padding: 8px; border-style: none;">'
-            f'<pre style="margin:0; font-family:{MONO};">{body}</pre>'
+            # pre-wrap: a line longer than the block wraps inside it instead of running past
+            # the message's edge, where nothing could scroll to it (Copy takes the raw code)
+            f'<pre style="margin:0; font-family:{MONO}; white-space: pre-wrap;">{body}</pre>'
             "</td></tr></table>\n"
         )
 
@@ -125,8 +128,8 @@ class _Renderer:
     def _table_open(self, _tokens: list, _idx: int, _o: Any, _env: dict) -> str:
         return f'<table border="1" cellspacing="0" cellpadding="4" style="border-color:{self.colors.border};">\n'
 
-    def render(self, text: str) -> Rendered:
-        env: dict[str, list] = {"code_blocks": [], "links": []}
+    def render(self, text: str, copied: int | None = None) -> Rendered:
+        env: dict[str, Any] = {"code_blocks": [], "links": [], "copied": copied}
         out = self.md.render(text, env)
         return Rendered(out, env["code_blocks"], env["links"])
 
@@ -162,10 +165,12 @@ def clean(text: str) -> str:
     return _SENTINELS.sub("\ufffd", text)
 
 
-def render_markdown(text: str, colors: Colors, sources: list[str] | None = None) -> Rendered:
-    """Markdown → HTML; with `sources` (one per character of `text`), the overlay."""
+def render_markdown(text: str, colors: Colors, sources: list[str] | None = None,
+                    copied: int | None = None) -> Rendered:
+    """Markdown → HTML; with `sources` (one per character of `text`), the overlay;
+    `copied`: the code block whose Copy link says it was just copied."""
     text = clean(text)
-    rendered = _renderer(colors).render(text)
+    rendered = _renderer(colors).render(text, copied)
     body = rendered.html
     if sources is not None:
         body = overlay(body, text, sources, colors.prov_bg)

@@ -37,7 +37,8 @@ class _Chart(QWidget):
     def _empty(self, painter: QPainter, text: str) -> None:
         painter.setPen(QColor(self.colors.muted))
         self._small_font(painter)
-        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, text)
+        painter.drawText(self.rect().adjusted(4, 0, -4, 0),
+                         int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextWordWrap), text)
 
 
 class StepChart(_Chart):
@@ -128,24 +129,41 @@ class StepChart(_Chart):
 
 
 class DepthChart(_Chart):
-    """Bars of P(accept at depth d | reached depth d), d = 1, 2, ..."""
+    """Bars of P(accept at depth d | reached depth d), d = 1 .. axis.
 
-    MAX_DEPTH = 12
+    The axis is fixed (the deepest guess the settings allow, see set_axis), not the
+    deepest one this reply happened to reach: otherwise it jumped between 3, 5 and 12
+    bars from reply to reply and bars could not be compared.  Depths a reply never
+    reached are drawn as a short dash."""
+
+    MAX_DEPTH = 16  # more bars than this would not be readable in the dock
 
     def __init__(self, colors: Colors = LIGHT, parent: QWidget | None = None) -> None:
         super().__init__(colors, parent)
+        self.axis = 8
         self.rates: list[float | None] = []
         self.reached: list[int] = []
-        self.setFixedHeight(96)
+        self.deeper = 0  # depths past the axis that were reached (said in the caption)
+        self.setFixedHeight(108)
         self._bars: list[tuple[QRectF, int]] = []
 
     def sizeHint(self) -> QSize:
-        return QSize(280, 96)
+        return QSize(280, 108)
+
+    def set_axis(self, depth: int) -> None:
+        self.axis = max(1, min(self.MAX_DEPTH, int(depth)))
+        self.update()
 
     def set_data(self, rates: list[float | None], reached: list[int] | None = None) -> None:
-        self.rates = list(rates)[: self.MAX_DEPTH]
-        self.reached = list(reached or [])[: self.MAX_DEPTH]
+        rates = list(rates)
+        self.deeper = sum(1 for r in rates[self.axis:] if r is not None)
+        self.rates = (rates + [None] * self.axis)[: self.axis]
+        self.reached = list(reached or [])[: self.axis]
         self.update()
+
+    def caption(self) -> str:
+        text = f"guess depth 1–{self.axis} (the deepest your settings allow)"
+        return text + (f"; {self.deeper} deeper level(s) not shown" if self.deeper else "")
 
     def paintEvent(self, _event: Any) -> None:
         painter = QPainter(self)
@@ -155,7 +173,7 @@ class DepthChart(_Chart):
             self._empty(painter, "no guesses tested yet")
             return
         self._small_font(painter)
-        top, bottom = 14.0, self.height() - 14.0
+        top, bottom = 14.0, self.height() - 26.0
         n = len(self.rates)
         slot = (self.width() - 8) / n
         bar_w = min(28.0, slot * 0.7)
@@ -170,9 +188,14 @@ class DepthChart(_Chart):
                     painter.setPen(QColor(c.text))
                     painter.drawText(QRectF(x - 10, bottom - h - 13, bar_w + 20, 12), Qt.AlignmentFlag.AlignCenter,
                                      f"{100 * rate:.0f}%")
+            else:  # not reached in this reply: a dash on the baseline, so the slot reads as empty, not 0%
+                painter.setPen(QPen(QColor(c.muted), 1))
+                painter.drawLine(QPointF(x + bar_w * 0.3, bottom - 2), QPointF(x + bar_w * 0.7, bottom - 2))
             painter.setPen(QColor(c.muted))
             painter.drawText(QRectF(x - 10, bottom + 1, bar_w + 20, 12), Qt.AlignmentFlag.AlignCenter, str(i + 1))
             self._bars.append((QRectF(4 + i * slot, 0, slot, self.height()), i))
+        painter.setPen(QColor(c.muted))
+        painter.drawText(QRectF(4, bottom + 13, self.width() - 8, 12), Qt.AlignmentFlag.AlignLeft, self.caption())
 
     def mouseMoveEvent(self, event: Any) -> None:
         for rect, i in self._bars:

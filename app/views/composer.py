@@ -12,6 +12,8 @@ from app import icons
 from app.theme import LIGHT, Colors
 
 MAX_LINES = 10
+PLACEHOLDER = "Message Tandem…  (Enter sends, Shift+Enter adds a line)"
+SHORT_PLACEHOLDER = "Message Tandem…"
 
 
 class ComposerEdit(QPlainTextEdit):
@@ -53,7 +55,8 @@ class Composer(QFrame):
         row = QHBoxLayout()
         self.edit = ComposerEdit()
         self.edit.setObjectName("composerEdit")
-        self.edit.setPlaceholderText("Message Tandem…  (Enter sends, Shift+Enter adds a line)")
+        self.edit.setPlaceholderText(PLACEHOLDER)
+        self.edit.setToolTip("Enter sends, Shift+Enter adds a line")
         self.edit.setTabChangesFocus(True)
         self.edit.submit.connect(self._submit)
         self.edit.textChanged.connect(self._fit)
@@ -127,6 +130,13 @@ class Composer(QFrame):
         lines = max(1, min(MAX_LINES, self.edit.document().blockCount()))
         line = self.edit.fontMetrics().lineSpacing()
         self.edit.setFixedHeight(lines * line + 14)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        # a narrow box gets the short placeholder rather than one cut off mid-word
+        room = self.edit.viewport().width() - 2 * self.edit.document().documentMargin()
+        fits = self.edit.fontMetrics().horizontalAdvance(PLACEHOLDER) <= room
+        self.edit.setPlaceholderText(PLACEHOLDER if fits else SHORT_PLACEHOLDER)
 
     def _on_focus(self, focused: bool) -> None:
         self.setProperty("focused", focused)

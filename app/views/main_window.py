@@ -7,8 +7,10 @@ and EngineController (models, process) do the work; the views show it.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication
+import os
+
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -20,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import icons, jobs, speed
+from app import icons, jobs, model_choice, speed
 from app.chat_controller import ChatController
 from app.engine_client import EngineClient
 from app.engine_controller import EngineController
@@ -39,8 +41,19 @@ from app.views.sidebar import Sidebar
 from app.views.stats_dock import StatsPanel
 from app.views.status_bar import StatusLabels
 from app.views.text_dialog import TextDialog
-from engine.settings import GenerationSettings
+from engine.settings import GenerationSettings, SpecSettings
 
+
+def depth_axis(spec: SpecSettings) -> int:
+    """The deepest guess the speculation settings allow: the acceptance-by-depth chart
+    keeps this many bars for every reply, so its axis does not jump between replies."""
+    return max(1, min(max(spec.n_max, spec.max_depth), spec.budget))
+
+
+# the sidebar, chat and dock minimums add up to less than a 900 px window
+SIDEBAR_MIN_PX = 170
+DOCK_MIN_PX = 300
+DOCK_START_PX = 350
 STATS_REFRESH_MS = 50  # the dock redraws at most 20 times a second, whatever the step rate
 SAFE_SCHEMES = ("http", "https", "mailto")
 
@@ -77,6 +90,7 @@ class MainWindow(QMainWindow):
         self.resize(1320, 860)
         self._build_views(ui)
         setup_actions(self, ui)
+        self.toolbar_compact = False
         self.status = StatusLabels(self.statusBar())
         self._update_mode_label()
         self._update_engine_label()
@@ -124,14 +138,14 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([250, 800])
         self.splitter.setChildrenCollapsible(False)
-        self.sidebar.setMinimumWidth(180)
+        self.sidebar.setMinimumWidth(SIDEBAR_MIN_PX)
         self.setCentralWidget(self.splitter)
 
         self.stats = StatsPanel(c)
         self.dock = QDockWidget("Statistics", self)
         self.dock.setObjectName("statsDock")
         self.dock.setWidget(self.stats)
-        self.dock.setMinimumWidth(330)
+        self.dock.setMinimumWidth(DOCK_MIN_PX)
         self.dock.setAllowedAreas(Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.setVisible(ui.stats_visible)
@@ -186,12 +200,34 @@ class MainWindow(QMainWindow):
         self._stats_timer.setSingleShot(True)
         self._stats_timer.timeout.connect(self._refresh_live_stats)
 
+    def _fit_toolbar(self) -> None:
+        """Short toolbar labels when the full ones do not fit the window (at 900 px
+        "Export to Markdown" fell off the end); anything still too wide goes to the
+        toolbar's » menu."""
+        full = {self.act_overlay: "Provenance overlay", self.act_stats: "Statistics panel",
+                self.act_models: "Model manager", self.act_export: "Export to Markdown"}
+        short = {self.act_overlay: "Overlay", self.act_stats: "Statistics", self.act_models: "Models",
+                 self.act_export: "Export"}
+        for act, text in full.items():
+            act.setIconText(text)
+        if self.toolbar.sizeHint().width() > self.width():
+            for act, text in short.items():
+                act.setIconText(text)
+        self.toolbar_compact = self.act_export.iconText() == short[self.act_export]
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if hasattr(self, "toolbar"):
+            self._fit_toolbar()
+
     def _restore_geometry(self, ui: UiPrefs) -> None:
         geometry, state, splitter = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:  # first start: room for the stage table's three columns
+            self.resizeDocks([self.dock], [DOCK_START_PX], Qt.Orientation.Horizontal)
         if splitter is not None:
             self.splitter.restoreState(splitter)
         self.dock.setVisible(ui.stats_visible)
@@ -200,6 +236,12 @@ class MainWindow(QMainWindow):
 
     def refresh_conversations(self) -> None:
         self.sidebar.refresh(self.store.conversations(self.sidebar.search.text().strip()), self.chat.conv_id)
+        self._update_header()  # a rename in the sidebar shows in the header at once
+
+    def _update_header(self) -> None:
+        conv = self.store.conversation(self.chat.conv_id) if self.chat.conv_id is not None else None
+        self.chat_view.set_title(conv.title if conv else "New chat", bool(self.chat.system_prompt().strip()))
+        self.act_export.setEnabled(conv is not None)
 
     def new_chat(self) -> None:
         self.chat.new_conversation()
@@ -227,13 +269,18 @@ class MainWindow(QMainWindow):
             live[active.msg_id] = (active.text, active.runs, active.snapshot or None)
         self.chat_view.set_busy(self.chat.busy)
         self.chat_view.show_branch(branch, versions, live)
-        conv = self.store.conversation(self.chat.conv_id) if self.chat.conv_id is not None else None
-        self.chat_view.set_title(conv.title if conv else "New chat", bool(self.chat.system_prompt().strip()))
-        self.act_export.setEnabled(conv is not None)
+        self._update_header()
 
     def delete_conversation(self, conv_id: int) -> None:
         conv = self.store.conversation(conv_id)
-        self.chat.delete(conv_id)
+        shown = self.sidebar.ids()
+        then_open = None
+        if conv_id == self.chat.conv_id and conv_id in shown:
+            # the neighbour in the list (the one below, else above), as a file manager does
+            i = shown.index(conv_id)
+            rest = shown[i + 1:] + shown[:i][::-1]
+            then_open = rest[0] if rest else None
+        self.chat.delete(conv_id, then_open)
         self.act_undo.setEnabled(True)
         title = conv.title if conv else "conversation"
         self.banner.show_message(f"Deleted “{title}”.", "info", actions=[("Undo", self.undo_delete)])
@@ -266,8 +313,8 @@ class MainWindow(QMainWindow):
         if path is None:
             conv = self.store.conversation(self.chat.conv_id or -1)
             name = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in (conv.title if conv else "chat"))
-            path, _ = QFileDialog.getSaveFileName(self, "Export conversation", f"{name.strip() or 'chat'}.md",
-                                                  "Markdown (*.md)")
+            start = os.path.join(self.export_dir(), f"{name.strip() or 'chat'}.md")
+            path, _ = QFileDialog.getSaveFileName(self, "Export conversation", start, "Markdown (*.md)")
             if not path:
                 return None
         try:
@@ -279,6 +326,16 @@ class MainWindow(QMainWindow):
         self.last_export = path
         self.statusBar().showMessage(f"Exported to {path}", 5000)
         return path
+
+    def export_dir(self) -> str:
+        """Where the export dialog opens: the last export's folder, else Documents, else home
+        (never the folder the app happened to be started from)."""
+        if self.last_export and os.path.isdir(os.path.dirname(self.last_export)):
+            return os.path.dirname(self.last_export)
+        docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        if docs and os.path.isdir(docs):
+            return docs
+        return QStandardPaths.writableLocation(QStandardPaths.StandardLocation.HomeLocation) or os.path.expanduser("~")
 
     # ================================================================ sending
 
@@ -516,6 +573,8 @@ class MainWindow(QMainWindow):
     def _update_mode_label(self) -> None:
         mode = self.settings.effective_mode()
         self.status.set_mode(mode)
+        self.chat_view.set_speculation(mode != "off")
+        self.stats.depth_chart.set_axis(depth_axis(self.settings.generation().spec))
         for act in self.mode_group.actions():
             act.setChecked(act.data() == self.settings.spec_mode())
         self.act_spec.setText(f"Speculation: {mode}" if mode != "off" else "Speculation: off")
@@ -559,7 +618,8 @@ class MainWindow(QMainWindow):
 
     def open_model_manager(self) -> ModelManager:
         if self.model_manager is None:
-            self.model_manager = ModelManager(self._models_in_use, self)
+            self.model_manager = ModelManager(self._models_in_use, self,
+                                              target=lambda: model_choice.pair_ids(self.engine.choice)[0])
             self.model_manager.models_changed.connect(self._on_models_changed)
         self.model_manager.refresh()
         self.model_manager.show()

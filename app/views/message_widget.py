@@ -36,6 +36,7 @@ from app.theme import LIGHT, Colors
 RENDER_INTERVAL_MS = 50  # streaming text is re-rendered at most this often...
 RENDER_BUDGET = 0.2  # ...and rendering may take at most this share of the time: on a 2-core machine
 # every millisecond the GUI spends re-rendering Markdown is taken from the engine's decoding
+COPIED_MS = 1500  # how long a Copy control says "Copied"
 
 FOOTER_TOOLTIP = (
     "tokens: tokens in this reply\n"
@@ -162,6 +163,11 @@ class MessageWidget(QFrame):
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self._render)
+        self.copied_block: int | None = None  # the code block whose Copy link says "Copied ✓"
+        self._copied_timer = QTimer(self)
+        self._copied_timer.setSingleShot(True)
+        self._copied_timer.setInterval(COPIED_MS)
+        self._copied_timer.timeout.connect(self._end_copied)
         self.setObjectName("userCard" if msg.role == "user" else "assistantCard")
         self._build()
         self.set_message(msg)
@@ -343,7 +349,7 @@ class MessageWidget(QFrame):
     def _render(self) -> None:
         # the same text, overlay and theme render the same HTML: skip (a branch change
         # updates every message on screen, and most of them did not change)
-        key = (self.text, self.overlay, self.colors.name, self.msg.streaming,
+        key = (self.text, self.overlay, self.colors.name, self.msg.streaming, self.copied_block,
                tuple(tuple(r) for r in self.runs) if self.overlay else None)
         if key == self._render_key:
             return
@@ -358,7 +364,7 @@ class MessageWidget(QFrame):
         else:
             sources = char_sources(self.runs, len(self.text)) if self.overlay else None
             shown = self.text if self.text or not self.msg.streaming else "…"
-            self.rendered = render_markdown(shown, self.colors, sources)
+            self.rendered = render_markdown(shown, self.colors, sources, self.copied_block)
         self.browser.setHtml(self.rendered.html)
 
     # ---------------------------------------------------------------- actions
@@ -372,12 +378,31 @@ class MessageWidget(QFrame):
         if kind == "copy" and n < len(self.rendered.code_blocks):
             QGuiApplication.clipboard().setText(self.rendered.code_blocks[n])
             self.copied.emit("code block")
+            self._show_copied(block=n)
         elif kind == "link" and n < len(self.rendered.links):
             self.link_activated.emit(self.rendered.links[n])
 
     def _copy_all(self) -> None:
         QGuiApplication.clipboard().setText(self.text)
         self.copied.emit("message")
+        self._show_copied(block=None)
+
+    def _show_copied(self, block: int | None) -> None:
+        """Say "Copied" where the user clicked, for COPIED_MS (the status bar is easy to miss)."""
+        if block is None:
+            self.copy_button.setText("Copied")
+            self.copy_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        else:
+            self.copied_block = block
+            self._render()
+        self._copied_timer.start()
+
+    def _end_copied(self) -> None:
+        self.copy_button.setText("")
+        self.copy_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        if self.copied_block is not None:
+            self.copied_block = None
+            self._render()
 
     def start_edit(self) -> None:
         if self.msg.role != "user" or self.busy:
