@@ -16,6 +16,7 @@ token is what the chain pays for it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 from collections.abc import Callable
@@ -117,33 +118,48 @@ def measure_draft(
     return DraftMeasurement(name, str(path), path.stat().st_size, 1e3 * curve.seconds[0], 1e3 * curve.seconds[1], agree)
 
 
+def target_replies(target: Path, threads: int | None, cache: Path | None, report: Callable[[str], None]) -> Replies:
+    """The target's greedy replies, kept in `cache` (JSON) so that variants can be
+    measured in separate runs against the same text."""
+    if cache is not None and cache.is_file():
+        data = json.loads(cache.read_text())
+        if data.get("target") == target.name:
+            return [(p, r) for p, r in data["replies"]]
+    report(f"target's greedy replies to {len(PROMPTS)} prompts ...")
+    # one thread: reference text only, and a busy machine stalls multi-threaded decodes
+    lm = open_lm(target, 1)
+    try:
+        replies = greedy_replies(lm)
+    finally:
+        close_lm(lm)
+    if cache is not None:
+        cache.write_text(json.dumps({"target": target.name, "replies": replies}))
+    return replies
+
+
 def explore(
     source: Path,
     target: Path | None,
     *,
     threads: int | None = None,
     variants: dict[str, Recipe] | None = None,
-    twice: bool = True,
-    keep_dir: Path | None = None,
+    shipped: bool = True,
+    twice: bool = False,
+    replies_cache: Path | None = None,
     report: Callable[[str], None] = print,
     cancel: threading.Event | None = None,
 ) -> list[DraftMeasurement]:
-    """Derive each variant from `source` (twice, to check the bytes repeat), measure
-    it and the source.  Returns the source first, then the variants."""
+    """Derive each variant from `source` (twice: check the bytes repeat), measure it,
+    and the source as shipped first."""
     from engine.models.provision import file_sha256
 
-    replies = None
-    if target is not None:
-        report(f"target's greedy replies to {len(PROMPTS)} prompts ...")
-        lm = open_lm(target, threads)
-        try:
-            replies = greedy_replies(lm)
-        finally:
-            close_lm(lm)
-    results = [measure_draft("as shipped", source, threads, replies)]
-    results[0].sha256 = file_sha256(source)
-    report(_line(results[0]))
-    with tempfile.TemporaryDirectory(dir=keep_dir) as tmp:
+    replies = target_replies(target, threads, replies_cache, report) if target is not None else None
+    results = []
+    if shipped:
+        results.append(measure_draft("as shipped", source, threads, replies))
+        results[0].sha256 = file_sha256(source)
+        report(_line(results[0]))
+    with tempfile.TemporaryDirectory() as tmp:
         for name, recipe in (variants or VARIANTS).items():
             dest = Path(tmp) / f"{name}.gguf"
             try:

@@ -59,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--explore", action="store_true",
                    help="derive and measure every variant (cost, top-1 agreement): how the catalog's recipe was chosen")
     p.add_argument("--json", metavar="FILE", help="--explore: also write the measurements as JSON")
+    p.add_argument("--variants", nargs="+", metavar="NAME", help="--explore: only these variants")
+    p.add_argument("--no-shipped", action="store_true", help="--explore: do not measure the draft as shipped")
+    p.add_argument("--twice", action="store_true", help="--explore: derive each variant twice, compare sha256")
+    p.add_argument("--replies", metavar="FILE", help="--explore: keep/reuse the target's greedy replies here")
     p.set_defaults(func=cmd_optimize_draft)
 
 
@@ -144,11 +148,19 @@ def cmd_optimize_draft(args: argparse.Namespace) -> int:
     if args.explore:
         target_id = args.target or catalog.default_pair().target
         target = provision.local_path(target_id)
-        results = draft_variants.explore(base, target, threads=args.threads,
-                                         report=lambda line: print(line, flush=True))
+        from pathlib import Path
+
+        from engine.models.derive import VARIANTS
+
+        unknown = set(args.variants or ()) - set(VARIANTS)
+        if unknown:
+            raise TandemError(f"unknown variant {', '.join(sorted(unknown))}; known: {', '.join(VARIANTS)}")
+        variants = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
+        results = draft_variants.explore(
+            base, target, threads=args.threads, variants=variants, shipped=not args.no_shipped, twice=args.twice,
+            replies_cache=Path(args.replies) if args.replies else None, report=lambda line: print(line, flush=True))
         if args.json:
             import json
-            from pathlib import Path
 
             Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
         return 0
@@ -169,6 +181,26 @@ def cmd_optimize_draft(args: argparse.Namespace) -> int:
     else:
         print("not faster here: keep the draft as shipped")
     return 0
+
+
+def optimize_offer(draft_path: str | None) -> str | None:
+    """After the first benchmark that ran the shipped draft: one line offering the
+    optimized one (once; a marker in the data directory remembers)."""
+    from pathlib import Path
+
+    from engine.models.paths import data_dir
+
+    if not draft_path:
+        return None
+    base = next((m for m in catalog.models() if m.file == Path(draft_path).name), None)
+    derived = derived_draft(base.id) if base is not None else None
+    marker = data_dir() / "optimize-draft-offered"
+    if derived is None or marker.exists() or provision.local_path(derived.id) is not None:
+        return None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return (f"tandem bench: the draft can be made cheaper on this computer: `tandem models optimize-draft` derives "
+            f"{derived.id} ({derived.notes or 'same tokenizer, same answers'}) and measures it")
 
 
 def derived_draft(base_id: str) -> catalog.CatalogModel | None:

@@ -19,6 +19,7 @@ from engine.llama.lm import LlamaLM
 from engine.models import catalog, provision
 from engine.models.catalog import CatalogError
 from engine.models.derive import VARIANTS, Recipe, derive
+from tests.engine.decoding.test_greedy_equivalence import assert_equivalent
 from tests.helpers.fake_hub import catalog_entry, write_catalog
 from tests.helpers.tiny_gguf import write_tiny_gguf
 
@@ -180,3 +181,46 @@ def test_catalog_checks_the_derivation_record(world):
     world["write"](base_id="nope")
     with pytest.raises(CatalogError, match="derived from unknown model 'nope'"):
         catalog.load()
+
+
+# ---------------------------------------------------------------- CLI, bench offer, statistics
+
+
+def test_optimize_draft_command_derives_measures_and_says_how_to_use_it(world, capsys):
+    from engine.cli.main import main
+
+    assert main(["models", "optimize-draft", "--from", "base", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "base-fast: ready and verified" in out
+    assert "as shipped" in out and "optimized" in out and "x cheaper than as shipped" in out
+    assert (world["models"] / "base-fast.gguf").is_file()
+
+
+def test_bench_offers_the_optimized_draft_once(world):
+    from engine.cli.models import optimize_offer
+
+    base = str(world["models"] / "base.gguf")
+    line = optimize_offer(base)
+    assert line is not None and "tandem models optimize-draft" in line and "base-fast" in line
+    assert optimize_offer(base) is None  # once
+    assert optimize_offer(None) is None
+
+
+def test_reply_statistics_name_the_draft_that_ran_and_output_equals_plain(world):
+    from engine.runtime.session import Engine
+    from engine.settings import GenerationSettings, LoadSettings, SpecSettings
+
+    path = provision.pull("base-fast")
+    engine = Engine(LoadSettings(target=str(world["models"] / "base.gguf"), draft=str(path), n_ctx=256, threads=1))
+    try:
+        messages = [{"role": "user", "content": "hello world"}]
+        plain = engine.reply(messages, GenerationSettings(max_tokens=24, spec=SpecSettings(mode="off")),
+                             record_margins=True)
+        chain = engine.reply(messages, GenerationSettings(max_tokens=24, spec=SpecSettings(mode="chain", p_min=0.0)),
+                             record_margins=True)
+    finally:
+        engine.close()
+    snap = chain.stats.snapshot()
+    assert snap["draft_model"] == "base-fast.gguf"
+    assert snap["tested"].get("draft", 0) > 0
+    assert_equivalent(plain, chain, "chain with the derived tiny draft")
