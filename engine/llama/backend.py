@@ -7,11 +7,13 @@ wraps C calls; the KV bookkeeping for trees lives in engine/llama/lm.py.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,13 +50,30 @@ _init_lock = threading.Lock()
 _initialized = False
 
 
+# Everything still open when the interpreter exits, freed by _shutdown while Python
+# (and the CUDA runtime) are still whole.
+_open: weakref.WeakSet = weakref.WeakSet()
+
+
 def init_backend() -> None:
     global _initialized
     with _init_lock:
         if not _initialized:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
             C.llama_backend_init()
+            atexit.register(_shutdown)
             _initialized = True
+
+
+def _shutdown() -> None:
+    """At interpreter exit: free contexts, then models, then hand logging back to
+    llama.cpp.  ggml's backends (CUDA's above all) log from C++ static destructors,
+    which run after Python is finalized; a Python log callback still registered then
+    is a call into a dead interpreter, the segfault seen at exit on CUDA."""
+    for obj in sorted(_open, key=lambda o: isinstance(o, LlamaModel)):  # contexts before models
+        with contextlib.suppress(Exception):
+            obj.close()
+    C.llama_log_set(C.llama_log_callback(), ctypes.c_void_p(0))  # NULL: llama.cpp's own stderr logger
 
 
 def last_llama_error() -> str:
@@ -110,6 +129,7 @@ class LlamaModel:
         self._model = C.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise ModelFileError(f"llama.cpp could not load {self.path.name}: {last_llama_error()}")
+        _open.add(self)
         self._vocab = C.llama_model_get_vocab(self._model)
         self.n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(C.llama_model_n_ctx_train(self._model))
@@ -209,6 +229,7 @@ class LlamaModel:
         if getattr(self, "_model", None):
             C.llama_model_free(self._model)
             self._model = None
+            _open.discard(self)
 
     def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
         with contextlib.suppress(Exception):
@@ -261,6 +282,7 @@ class LlamaContext:
         self._ctx = C.llama_init_from_model(model.handle, params)
         if not self._ctx:
             raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens: {last_llama_error()}")
+        _open.add(self)
         self.n_ctx = int(C.llama_n_ctx(self._ctx))
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
@@ -370,6 +392,7 @@ class LlamaContext:
             C.llama_batch_free(self._batch)
             C.llama_free(self._ctx)
             self._ctx = None
+            _open.discard(self)
 
     def __del__(self) -> None:  # pragma: no cover
         with contextlib.suppress(Exception):
