@@ -101,9 +101,15 @@ def derive(
     params.nthread = threads
 
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.deriving"):  # from a process killed mid-way
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".deriving", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a model file like any other, not mkstemp's 0600
     result: list[int] = []
 
     def work() -> None:

@@ -224,3 +224,11 @@ def test_reply_statistics_name_the_draft_that_ran_and_output_equals_plain(world)
     assert snap["draft_model"] == "base-fast.gguf"
     assert snap["tested"].get("draft", 0) > 0
     assert_equivalent(plain, chain, "chain with the derived tiny draft")
+
+
+def test_leftovers_of_a_killed_derivation_are_cleared_and_the_result_is_readable(tiny, tmp_path):
+    stale = tmp_path / ".out.gguf.abc123.deriving"
+    stale.write_bytes(b"half")
+    out = derive(tiny, tmp_path / "out.gguf", Q4_0)
+    assert not stale.exists()
+    assert out.stat().st_mode & 0o044  # group/others may read it, as any model file
