@@ -21,8 +21,10 @@
 #   4. the real traces (docs/bench/trace-ours-256) replayed on every measured curve, charged the
 #      overhead step 3 measured, for projected speed-ups of every policy.
 #   5. one JSON: $OUT/device_check.json (curves, overhead per arm, tok/s, projections).
-# Every step gets at most what is left of DEADLINE seconds (one lease, one command); a rerun on a
-# fresh machine can skip what it has with STEPS="curves quick replay".
+# Every step gets at most what is left of DEADLINE seconds.  Budget (H100 last time: build 211 s):
+# the build, the 7B's F16 fill (15 GB, while nvcc runs) and its quantization take ~6 of the 10
+# minutes a command may run, so split it over two commands on the same warm machine:
+#   STEPS="build models curves" scripts/device_check.sh; STEPS="quick replay" scripts/device_check.sh
 set -uo pipefail
 KIT=${KIT:-.gpu}
 OUT=${OUT:-device-results}
@@ -117,27 +119,32 @@ fi
 # name | model arguments
 CONFIGS=()
 if [[ -z "$DRY" ]]; then
-    CONFIGS+=("gpu-1.5b|--target $M/target.gguf --draft $M/draft.gguf ${GPU[*]}")
+    # most wanted first: a step that runs out of DEADLINE cuts the last ones short
     CONFIGS+=("gpu-7b|--target $M/7b.gguf --draft $M/draft.gguf ${GPU[*]}")
 else
     CONFIGS+=("cpu-7b-${LAYERS7}layers|--target $M/7b.gguf --draft $M/draft.gguf --threads 2")
 fi
-for t in $THREADS; do CONFIGS+=("cpu${t}-1.5b|--target $M/target.gguf --draft $M/draft.gguf --threads $t"); done
-QUICK_ON=${QUICK_ON:-"gpu-1.5b gpu-7b cpu16-1.5b cpu2-1.5b"}
+for t in $(tr ' ' '\n' <<< "$THREADS" | sort -rn); do
+    CONFIGS+=("cpu${t}-1.5b|--target $M/target.gguf --draft $M/draft.gguf --threads $t")
+done
+[[ -z "$DRY" ]] && CONFIGS+=("gpu-1.5b|--target $M/target.gguf --draft $M/draft.gguf ${GPU[*]}")
+QUICK_ON=${QUICK_ON:-"gpu-7b cpu16-1.5b gpu-1.5b cpu2-1.5b"}
 cp -r docs/bench/trace-ours-256 /tmp/traces 2>/dev/null || true
 
 for c in "${CONFIGS[@]}"; do
     name=${c%%|*}; read -r -a args <<< "${c#*|}"
     d="$OUT/$name"; mkdir -p "$d"
+    # CPU curves: hide the GPU, or ggml would offload the largest batches to it
+    hide=(); [[ $name == cpu* ]] && hide=(env CUDA_VISIBLE_DEVICES=)
     if has curves; then
         step "cost curves: $name"
-        timeout "$(left 120)" $PYTHON -m engine.cli.main bench --replay /tmp/traces --costs measure "${args[@]}" \
+        timeout "$(left 120)" "${hide[@]}" $PYTHON -m engine.cli.main bench --replay /tmp/traces --costs measure "${args[@]}" \
             --out "$d/curves" > "$d/curves.log" 2>&1 || echo "curves $name: rc=$?"
         ls "$d"/curves/costs-*.json 2>/dev/null | tail -1
     fi
     if has quick && [[ " $QUICK_ON " == *" $name "* ]]; then
         step "bench --quick plain/chain/auto: $name"
-        timeout "$(left 200)" $PYTHON -m engine.cli.main bench --quick --arms plain chain auto "${args[@]}" \
+        timeout "$(left 200)" "${hide[@]}" $PYTHON -m engine.cli.main bench --quick --arms plain chain auto "${args[@]}" \
             "${QUICK[@]}" --out "$d/quick" > "$d/quick.log" 2>&1 || echo "quick $name: rc=$?"
         grep -E "^\| (plain|chain|auto) " "$d/quick/results.md" 2>/dev/null | head -3
     fi
