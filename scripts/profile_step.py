@@ -5,9 +5,9 @@
     scripts/profile_step.py --spec tree --budget 16 --profile 25
 
 Loads the pair (default: the default pair; --target/--draft as in `tandem generate`),
-runs one warm-up reply and then one measured reply of a fixed prompt, and prints the
-engine's own work per target pass: wall time minus the time inside every
-llama_decode (both models), divided by the steps.  --profile N adds cProfile's top N
+runs one warm-up reply and then measured replies of a fixed prompt, and prints the
+engine's own work per target pass: generation time (as `tandem bench` counts it)
+minus the time inside every llama_decode (both models), divided by the steps.  --profile N adds cProfile's top N
 functions by own time, llama_decode excluded from nothing (it shows as
 `llama_decode`), so the rest of the list is the engine.  Load the real models only
 under the shared lock (`flock /tmp/tandem-heavy.lock`).
@@ -20,7 +20,6 @@ import cProfile
 import io
 import pstats
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,9 +59,10 @@ def main() -> int:
         timer.reset()
         if prof:
             prof.enable()
-        t0 = time.perf_counter()
         reply = engine.generate_tokens(tokens, settings)
-        wall += time.perf_counter() - t0
+        # the reply's own generation time, as `tandem bench` counts it: not the prefill,
+        # not the learning that runs between replies (PairKnowledge.end_of_reply)
+        wall += reply.stats.t_generate
         if prof:
             prof.disable()
         decode += timer.seconds
