@@ -83,6 +83,7 @@ def fast_top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, floa
     estimates for sizing trees, never the sampling distribution).  Also returns the
     entropy of the distribution from those tokens, a feature of the C2T classifier."""
     row = np.asarray(logits)
+    k = min(k, row.size)
     m = row.max()
     near = np.flatnonzero(row > m - np.float32(20.0))
     if len(near) < k:
