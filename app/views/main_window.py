@@ -621,10 +621,16 @@ class MainWindow(QMainWindow):
             self.model_manager = ModelManager(self._models_in_use, self,
                                               target=lambda: model_choice.pair_ids(self.engine.choice)[0])
             self.model_manager.models_changed.connect(self._on_models_changed)
+            self.model_manager.use_draft.connect(self._use_draft)
         self.model_manager.refresh()
         self.model_manager.show()
         self.model_manager.raise_()
         return self.model_manager
+
+    def _use_draft(self, model_id: str) -> None:
+        from dataclasses import replace
+
+        self.engine.apply_choice(replace(self.engine.choice, draft=model_id))
 
     def _models_in_use(self) -> set[str]:
         r = self.engine.resolved

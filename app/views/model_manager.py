@@ -64,6 +64,17 @@ STAGE_TEXT = {
 }
 
 
+def optimized_draft_id() -> str | None:
+    """The catalog's derived variant of the default pair's draft, if it has one and
+    the source draft is installed (nothing to derive from otherwise)."""
+    base = catalog.default_pair().draft
+    derived = next((m.id for m in catalog.models()
+                    if (src := m.source("derived")) is not None and src.base == base), None)
+    if derived is None or not any(s.id == base and s.present for s in provision.list_models()):
+        return None
+    return derived
+
+
 def human_size(n: int | None) -> str:
     if not n:
         return "unknown"
@@ -178,6 +189,7 @@ class ProgressPanel(QWidget):
 
 class ModelManager(QDialog):
     models_changed = Signal()
+    use_draft = Signal(str)  # the user accepted the optimized draft: make it the draft setting
 
     def __init__(self, in_use: Callable[[], set[str]] | None = None, parent: QWidget | None = None,
                  target: Callable[[], str | None] | None = None) -> None:
@@ -237,7 +249,13 @@ class ModelManager(QDialog):
         self.import_button = QPushButton("Import GGUF…")
         self.import_button.setToolTip("Use a GGUF file you already have (it stays where it is)")
         self.import_button.clicked.connect(self.import_file)
-        for b in (self.download_button, self.verify_button, self.delete_button, self.import_button):
+        self.optimize_button = QPushButton("Optimize draft for this computer")
+        self.optimize_button.setToolTip(
+            "Re-quantize the installed draft model into a variant that decodes faster here (seconds, no download); "
+            "the result is checked against the catalog's SHA-256. The draft never changes answers, only speed.")
+        self.optimize_button.clicked.connect(self.optimize_draft)
+        for b in (self.download_button, self.verify_button, self.delete_button, self.import_button,
+                  self.optimize_button):
             row.addWidget(b)
         row.addStretch(1)
         close = QPushButton("Close")
@@ -387,6 +405,7 @@ class ModelManager(QDialog):
         self.verify_button.setEnabled(idle and status is not None and status.present)
         self.delete_button.setEnabled(idle and status is not None and (status.present or status.source == "local"))
         self.import_button.setEnabled(idle)
+        self.optimize_button.setEnabled(idle and optimized_draft_id() is not None)
 
     # ---------------------------------------------------------------- actions
 
@@ -429,6 +448,28 @@ class ModelManager(QDialog):
             lambda progress, cancel: provision.pull(model_id, progress, cancel),
             lambda path: f"Downloaded and verified: {path}",
         )
+
+    def optimize_draft(self) -> Task | None:
+        """Derive the catalog's optimized draft from the installed one (a background job
+        like a download), then offer to use it."""
+        model_id = optimized_draft_id()
+        if model_id is None or self.task is not None:
+            return None
+        self.select(model_id)
+        task = self._run(
+            "derive",
+            lambda progress, cancel: provision.pull(model_id, progress, cancel),
+            lambda path: f"Optimized draft ready and verified: {path}",
+        )
+        task.succeeded.connect(lambda _path: self._offer_draft(model_id))
+        return task
+
+    def _offer_draft(self, model_id: str) -> None:
+        name = catalog.get(model_id).name
+        if self.confirm("Use the optimized draft?",
+                        f"Use {name} as the draft model? Answers stay exactly the same; `auto` uses the draft "
+                        "only where its measured cost says it pays."):
+            self.use_draft.emit(model_id)
 
     def verify_selected(self) -> Task | None:
         model_id = self.selected_id()

@@ -167,6 +167,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
     md = write_results(out, runs, config, machine)
     print(md)
     print(f"\nresults: {out}/results.md, results.json, chart.png", file=sys.stderr)
+    from engine.cli.models import optimize_offer
+
+    offer = optimize_offer(engine.load_settings.draft)
+    if offer:
+        print(offer, file=sys.stderr)
     external = (LOOKUP_KIND, *PEER_KINDS)
     bad = [r for r in runs if r.check and r.check["status"] == MISMATCH]
     if bad:

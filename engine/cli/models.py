@@ -1,4 +1,4 @@
-"""`tandem models list|pull|verify|path|add|delete`: the command line over engine.models.provision.
+"""`tandem models list|pull|verify|path|add|delete|optimize-draft`: the command line over engine.models.provision.
 
 Results go to stdout (so `tandem models path ID` composes with other commands),
 progress and notes to stderr.  Failures raise TandemError subclasses; engine/cli/main.py
@@ -51,6 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("delete", help="delete a downloaded model, or unregister an added one")
     p.add_argument("id", metavar="ID")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("optimize-draft", help="derive a draft that decodes faster on this computer, and measure it")
+    p.add_argument("--from", dest="base", metavar="ID", help="the draft to derive from (default: the default pair's)")
+    p.add_argument("--target", metavar="ID", help="target for --explore's agreement (default: the default pair's)")
+    p.add_argument("--threads", type=int, help="CPU threads for the measurements (default: physical cores)")
+    p.add_argument("--explore", action="store_true",
+                   help="derive and measure every variant (cost, top-1 agreement): how the catalog's recipe was chosen")
+    p.add_argument("--json", metavar="FILE", help="--explore: also write the measurements as JSON")
+    p.add_argument("--variants", nargs="+", metavar="NAME", help="--explore: only these variants")
+    p.add_argument("--no-shipped", action="store_true", help="--explore: do not measure the draft as shipped")
+    p.add_argument("--twice", action="store_true", help="--explore: derive each variant twice, compare sha256")
+    p.add_argument("--replies", metavar="FILE", help="--explore: keep/reuse the target's greedy replies here")
+    p.set_defaults(func=cmd_optimize_draft)
 
 
 # ---------------------------------------------------------------- commands
@@ -123,6 +136,77 @@ def cmd_delete(args: argparse.Namespace) -> int:
     else:
         print(f"{args.id}: nothing to delete")
     return 0
+
+
+def cmd_optimize_draft(args: argparse.Namespace) -> int:
+    from engine.bench import draft_variants
+
+    base_id = args.base or catalog.default_pair().draft
+    base = provision.local_path(base_id)
+    if base is None:
+        raise ModelFileError(f"{base_id} is not on this machine; run `tandem models pull {base_id}` first")
+    if args.explore:
+        target_id = args.target or catalog.default_pair().target
+        target = provision.local_path(target_id)
+        from pathlib import Path
+
+        from engine.models.derive import VARIANTS
+
+        unknown = set(args.variants or ()) - set(VARIANTS)
+        if unknown:
+            raise TandemError(f"unknown variant {', '.join(sorted(unknown))}; known: {', '.join(VARIANTS)}")
+        variants = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
+        results = draft_variants.explore(
+            base, target, threads=args.threads, variants=variants, shipped=not args.no_shipped, twice=args.twice,
+            replies_cache=Path(args.replies) if args.replies else None, report=lambda line: print(line, flush=True))
+        if args.json:
+            import json
+
+            Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+        return 0
+    derived = derived_draft(base_id)
+    if derived is None:
+        raise TandemError(f"the catalog has no optimized variant of {base_id}")
+    path = provision.pull(derived.id, progress=ProgressLine(derived.id, sys.stderr))
+    print(f"{derived.id}: ready and verified: {path}")
+    print("measuring draft decode cost on this computer ...", file=sys.stderr, flush=True)
+    shipped = draft_variants.measure_draft("as shipped", base, args.threads, None)
+    optimized = draft_variants.measure_draft("optimized", path, args.threads, None)
+    for m in (shipped, optimized):
+        print(f"  {m.name:<11} 1 token {m.cost_1_ms:6.1f} ms   16 tokens {m.cost_16_ms:6.1f} ms")
+    gain = shipped.cost_1_ms / optimized.cost_1_ms
+    print(f"one draft token: {gain:.2f}x cheaper than as shipped")
+    if gain > 1.05:
+        print(f"use it: --draft {derived.id} (the app: Settings > Draft model, or the model manager's offer)")
+    else:
+        print("not faster here: keep the draft as shipped")
+    return 0
+
+
+def optimize_offer(draft_path: str | None) -> str | None:
+    """After the first benchmark that ran the shipped draft: one line offering the
+    optimized one (once; a marker in the data directory remembers)."""
+    from pathlib import Path
+
+    from engine.models.paths import data_dir
+
+    if not draft_path:
+        return None
+    base = next((m for m in catalog.models() if m.file == Path(draft_path).name), None)
+    derived = derived_draft(base.id) if base is not None else None
+    marker = data_dir() / "optimize-draft-offered"
+    if derived is None or marker.exists() or provision.local_path(derived.id) is not None:
+        return None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return (f"tandem bench: the draft can be made cheaper on this computer: `tandem models optimize-draft` derives "
+            f"{derived.id} ({derived.notes or 'same tokenizer, same answers'}) and measures it")
+
+
+def derived_draft(base_id: str) -> catalog.CatalogModel | None:
+    """The catalog's optimized derivation of draft `base_id`, if it records one."""
+    return next((m for m in catalog.models()
+                 if (src := m.source("derived")) is not None and src.base == base_id and "draft" in m.roles), None)
 
 
 # ---------------------------------------------------------------- helpers

@@ -70,6 +70,8 @@ def summary(stats: dict) -> str:
         f"time: prefill {stats['t_prefill']:.2f}s ({stats['prefill_tokens']} tokens), generation {t:.2f}s = "
         f"draft {stats['t_draft']:.2f} + verify {stats['t_verify']:.2f} + overhead {stats['t_overhead']:.2f}"
     )
+    if stats.get("draft_model"):
+        counts.append(f"draft model: {stats['draft_model']}")
     prov = ", ".join(f"{k} {v}" for k, v in sorted(stats["provenance"].items()))
     depth = " ".join(f"{100 * a:.0f}%" if a is not None else "-" for a in stats["acceptance_by_depth"][:8])
     lines = [line1, *counts, split, f"provenance: {prov}"]

@@ -112,22 +112,26 @@ def generate(
     max_tree_nodes: int = 511,
     on_target_decode: Callable[[int, float], None] | None = None,
     plain: PlainEstimate | None = None,
+    draft_model: str | None = None,
 ) -> Reply:
-    emit = on_event or (lambda _e: None)
     params = settings.sampling
     rng = params.rng()
     reply = Reply(stats=ReplyStats(baseline_tps=baseline_tps, prompt_tokens=len(prompt),
-                                   plain=plain or PlainEstimate()))
+                                   plain=plain or PlainEstimate(), draft_model=draft_model))
     detok = Detokenizer(token_bytes)
     texts: list[str] = []
 
     start = time.perf_counter()
+    def progress(done: int, total: int) -> None:
+        if on_event is not None:
+            on_event(ProgressEvent("prompt", done, total))
+
     try:
-        reply.stats.prefill_tokens = prefill(
-            target, prompt, cancel, lambda done, total: emit(ProgressEvent("prompt", done, total)))
+        reply.stats.prefill_tokens = prefill(target, prompt, cancel, progress)
     except Cancelled:  # Stop while reading the prompt: a reply with nothing in it, like any stop
         reply.reason = "cancelled"
-        emit(DoneEvent(reply.reason, "", reply.stats.snapshot()))
+        if on_event is not None:
+            on_event(DoneEvent(reply.reason, "", reply.stats.snapshot()))
         return reply
     drafter.reset()
     drafter.prefill(prompt)  # the draft's prompt processing is prompt processing, not drafting
@@ -189,18 +193,22 @@ def generate(
                 texts.append(text)
         step = step_stats(reply.stats.steps, drafter.mode, tree, path, keep, t1 - t0, t2 - t1, time.perf_counter() - t2)
         reply.stats.add(step, sources[:keep])
-        if pieces:
-            emit(TextEvent(pieces))
-        emit(StepEvent(step.to_dict(), reply.stats.snapshot(per_step=False)))
+        if on_event is not None:  # events (and their dictionaries) only for a listener
+            if pieces:
+                on_event(TextEvent(pieces))
+            on_event(StepEvent(step.to_dict(), reply.stats.snapshot(per_step=False)))
         if reply.reason == "stop":
             break
 
     tail = detok.flush()
     if tail:
         texts.append(tail)
-        emit(TextEvent([(tail, TARGET)]))
+        if on_event is not None:
+            on_event(TextEvent([(tail, TARGET)]))
     reply.text = "".join(texts)
-    emit(DoneEvent(reply.reason, reply.text, reply.stats.snapshot(), reply.tokens, reply.sources, reply.margins))
+    if on_event is not None:
+        on_event(DoneEvent(reply.reason, reply.text, reply.stats.snapshot(), reply.tokens, reply.sources,
+                           reply.margins))
     return reply
 
 
@@ -209,6 +217,8 @@ def step_stats(
 ) -> StepStats:
     """Counts for one step (DESIGN §4).  Accepted candidates beyond a stop are not
     emitted and are not counted as accepted."""
+    if not tree.nodes and not tree.ignored:  # a plain step: nothing drafted, nothing to count
+        return StepStats(index, mode, {}, {}, {}, emitted, [], [], t_draft, t_verify, t_overhead)
     tested = tree.count_by_source()
     drafted = dict(tested)
     for source, n in tree.ignored.items():

@@ -77,22 +77,24 @@ def margin(logits: np.ndarray) -> float:
 
 
 def fast_top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Like `top_k` but ~10x cheaper on a large vocabulary: only logits within a
-    margin of the maximum are sorted.  Also returns the entropy of the whole
-    distribution estimated from the tokens within that margin (the rest carry
-    almost no mass), a feature of the C2T classifier."""
+    """Like `top_k` but ~10x cheaper on a large vocabulary: only the logits within 20
+    of the maximum are exponentiated and sorted (the rest carry at most
+    n_vocab * e^-20, 3e-4 of the mass for 152k tokens: the probabilities are
+    estimates for sizing trees, never the sampling distribution).  Also returns the
+    entropy of the distribution from those tokens, a feature of the C2T classifier."""
     row = np.asarray(logits)
-    m = float(row.max())
-    delta = 12.0
-    cand = np.flatnonzero(row > m - delta)
-    while len(cand) < k and delta < 1e4:
-        delta *= 4
-        cand = np.flatnonzero(row > m - delta)
-    z = float(np.exp(row - m, dtype=np.float32).sum())
-    vals = row[cand] - np.float32(m)
-    pc = np.exp(vals) / np.float32(z)
-    ent = float(-(pc * np.log(np.maximum(pc, np.float32(1e-30)))).sum())
+    k = min(k, row.size)
+    m = row.max()
+    near = np.flatnonzero(row > m - np.float32(20.0))
+    if len(near) < k:
+        # a very confident row: fewer than k tokens within e^-20 of the top
+        near = np.argpartition(row, -k)[-k:]
+    vals = row[near] - m
+    w = np.exp(vals)
+    z = w.sum()
+    pc = w / z
+    ent = float(np.log(z) - np.dot(w, vals) / z)  # -sum p log p, with log p = vals - log z
     # flat distributions leave thousands of candidates: partition before sorting
     top = np.argpartition(-vals, k - 1)[:k] if len(vals) > k else np.arange(len(vals))
     top = top[np.argsort(-vals[top], kind="stable")]
-    return cand[top], pc[top].astype(np.float64), ent
+    return near[top], pc[top].astype(np.float64), ent

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from engine.decoding.baseline import PlainEstimate
 
@@ -52,7 +52,10 @@ class StepStats:
         return sum(self.tested.values())
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        # every step, for the GUI: a shallow copy, not dataclasses.asdict's deep one
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("drafted", "tested", "accepted", "depth_reached", "depth_accepted"):
+            d[key] = d[key].copy()
         d["rejected"] = self.rejected
         d["ignored"] = self.ignored
         return d
@@ -64,6 +67,7 @@ class ReplyStats:
 
     baseline_tps: float | None = None  # measured at start-up: a fallback only, see `plain`
     prompt_tokens: int = 0
+    draft_model: str | None = None  # the draft model's file when one was loaded for this reply
     prefill_tokens: int = 0  # prompt tokens actually decoded (the rest came from the cache)
     t_prefill: float = 0.0
     drafted: Counter = field(default_factory=Counter)
@@ -162,6 +166,7 @@ class ReplyStats:
             "t_overhead": self.t_overhead,
             "t_prefill": self.t_prefill,
             "prompt_tokens": self.prompt_tokens,
+            "draft_model": self.draft_model,
             "prefill_tokens": self.prefill_tokens,
             "acceptance_by_depth": self.acceptance_by_depth(),
             "accepted_len": list(self.accepted_len) if per_step else [],

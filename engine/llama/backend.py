@@ -7,11 +7,13 @@ wraps C calls; the KV bookkeeping for trees lives in engine/llama/lm.py.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,13 +50,30 @@ _init_lock = threading.Lock()
 _initialized = False
 
 
+# Everything still open when the interpreter exits, freed by _shutdown while Python
+# (and the CUDA runtime) are still whole.
+_open: weakref.WeakSet = weakref.WeakSet()
+
+
 def init_backend() -> None:
     global _initialized
     with _init_lock:
         if not _initialized:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
             C.llama_backend_init()
+            atexit.register(_shutdown)
             _initialized = True
+
+
+def _shutdown() -> None:
+    """At interpreter exit: free contexts, then models, then hand logging back to
+    llama.cpp.  ggml's backends (CUDA's above all) log from C++ static destructors,
+    which run after Python is finalized; a Python log callback still registered then
+    is a call into a dead interpreter, the segfault seen at exit on CUDA."""
+    for obj in sorted(_open, key=lambda o: isinstance(o, LlamaModel)):  # contexts before models
+        with contextlib.suppress(Exception):
+            obj.close()
+    C.llama_log_set(C.llama_log_callback(), ctypes.c_void_p(0))  # NULL: llama.cpp's own stderr logger
 
 
 def last_llama_error() -> str:
@@ -110,6 +129,7 @@ class LlamaModel:
         self._model = C.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise ModelFileError(f"llama.cpp could not load {self.path.name}: {last_llama_error()}")
+        _open.add(self)
         self._vocab = C.llama_model_get_vocab(self._model)
         self.n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(C.llama_model_n_ctx_train(self._model))
@@ -209,6 +229,7 @@ class LlamaModel:
         if getattr(self, "_model", None):
             C.llama_model_free(self._model)
             self._model = None
+            _open.discard(self)
 
     def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
         with contextlib.suppress(Exception):
@@ -252,14 +273,16 @@ class LlamaContext:
         # per build.  On the CPU it is not faster here; GPU builds keep AUTO.
         gpu = supports_gpu_offload()
         params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO if gpu else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # The abort callback is a Python call llama.cpp makes between graph nodes (dozens
+        # per decode): installed only while a long prompt is being watched (watch()).
         self._cancel: threading.Event | None = None
         self._abort_cb = C.ggml_abort_callback(lambda _data: self._cancel is not None and self._cancel.is_set())
-        params.abort_callback = self._abort_cb
-        params.abort_callback_data = None
+        self._no_abort_cb = C.ggml_abort_callback()  # NULL: llama.cpp checks before calling
         _recent_log.clear()
         self._ctx = C.llama_init_from_model(model.handle, params)
         if not self._ctx:
             raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens: {last_llama_error()}")
+        _open.add(self)
         self.n_ctx = int(C.llama_n_ctx(self._ctx))
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
@@ -273,6 +296,9 @@ class LlamaContext:
         self._nseq = np.ctypeslib.as_array(self._batch.n_seq_id, (n_batch,))
         self._out = np.ctypeslib.as_array(self._batch.logits, (n_batch,))
         self._n_outputs = 0
+        # numpy views of llama.cpp's logits buffer by (address, rows): the buffer moves
+        # only when a decode needs more output rows than ever before
+        self._views: dict[tuple[int, int], np.ndarray] = {}
         # time spent inside llama_decode (statistics: engine overhead = the rest)
         self.decode_seconds = 0.0
         self.decode_calls = 0
@@ -301,15 +327,15 @@ class LlamaContext:
             raise ValueError(f"batch of {n} tokens exceeds n_batch={self.n_batch}")
         self._tok[:n] = tokens
         self._pos[:n] = positions
-        n_out = 0
+        rows = self._batch.seq_id
         for i, seqs in enumerate(seq_ids):
             self._nseq[i] = len(seqs)
-            row = self._batch.seq_id[i]
+            row = rows[i]
             for j, s in enumerate(seqs):
                 row[j] = s
-        for i, flag in enumerate(outputs):
-            self._out[i] = 1 if flag else 0
-            n_out += 1 if flag else 0
+        out = self._out[:n]
+        out[:] = outputs
+        n_out = int(np.count_nonzero(out))
         self._batch.n_tokens = n
         _recent_log.clear()
         started = time.perf_counter()
@@ -327,12 +353,19 @@ class LlamaContext:
         if n_out == 0:
             return np.empty((0, self.n_vocab), dtype=np.float32)
         ptr = C.llama_get_logits(self._ctx)
-        return np.ctypeslib.as_array(ptr, (n_out, self.n_vocab))
+        key = (ctypes.cast(ptr, ctypes.c_void_p).value or 0, n_out)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) > 64:
+                self._views.clear()
+            view = self._views[key] = np.ctypeslib.as_array(ptr, (n_out, self.n_vocab))
+        return view
 
     def watch(self, cancel: threading.Event | None) -> None:
         """While `cancel` is set, decodes return early (checked by llama.cpp between
         graph nodes), so a long prompt can be stopped at once."""
         self._cancel = cancel
+        C.llama_set_abort_callback(self._ctx, self._abort_cb if cancel is not None else self._no_abort_cb, None)
 
     # -- KV cache (all positions are absolute; -1 means open-ended)
 
@@ -376,6 +409,7 @@ class LlamaContext:
             C.llama_batch_free(self._batch)
             C.llama_free(self._ctx)
             self._ctx = None
+            _open.discard(self)
 
     def __del__(self) -> None:  # pragma: no cover
         with contextlib.suppress(Exception):

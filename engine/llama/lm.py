@@ -114,6 +114,10 @@ class LlamaLM:
     def pending(self) -> list[tuple[int, int]]:
         return [(n.parent, n.token) if n.seqs else (-2, -1) for n in self._pending]
 
+    def watch(self, cancel) -> None:
+        """Let `cancel` stop the decodes that follow (a long prompt) mid-way."""
+        self.ctx.watch(cancel)
+
     # ------------------------------------------------------------------ decode
 
     def decode(
@@ -136,6 +140,8 @@ class LlamaLM:
         return self._decode_batch(chain, list(parents), list(tokens), want_tip=bool(chain))
 
     def _decode_batch(self, chain: list[int], parents: list[int], tokens: list[int], want_tip: bool) -> np.ndarray:
+        if not tokens:
+            return self._decode_chain(chain, want_tip)
         base = len(self._pending)
         n_new = len(tokens)
         tip_pos = len(self._tokens) + len(chain) - 1
@@ -211,6 +217,19 @@ class LlamaLM:
                 self._pending[p].n_children += 1
         return logits
 
+    def _decode_chain(self, chain: list[int], want_tip: bool) -> np.ndarray:
+        """Extend the committed text (every plain step, and prompts): no tree work."""
+        n0, n = len(self._tokens), len(chain)
+        outputs = [False] * n
+        outputs[-1] = want_tip
+        try:
+            logits = self.ctx.decode(chain, range(n0, n0 + n), [(0,)] * n, outputs)
+        except BaseException:
+            self._resync_after_failure(n0)
+            raise
+        self._tokens.extend(chain)
+        return logits
+
     def _seq_for(self, attach: int, claimed: set[int], allocated: list[int], protected: set[int]) -> int:
         """A sequence id holding exactly 'committed prefix + path to attach'."""
         if attach != TIP:
@@ -268,6 +287,8 @@ class LlamaLM:
     # ------------------------------------------------------------------ commit
 
     def commit(self, path: Sequence[int]) -> None:
+        if not self._pending and not path:
+            return  # nothing pending: sequence 0 is all the cache holds
         path = list(path)
         expected = TIP
         for node in path:
@@ -276,10 +297,13 @@ class LlamaLM:
             expected = node
         if path:
             last = self._pending[path[-1]]
+            # Each call scans every KV cell: three scans, not four.  After the rm, s holds
+            # the committed prefix plus exactly the path; 0 joins it on the path's cells,
+            # and keeping 0 drops every other branch.
             s = min(last.seqs)
+            n0 = len(self._tokens)
             self.ctx.seq_rm(s, last.pos + 1, -1)
-            self.ctx.seq_keep(s)
-            self.ctx.seq_cp(s, 0)
+            self.ctx.seq_cp(s, 0, n0, last.pos + 1)
             self.ctx.seq_keep(0)
             self._tokens.extend(self._pending[n].token for n in path)
         else:

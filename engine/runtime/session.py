@@ -338,6 +338,7 @@ class Engine:
                     cancel=cancel, on_event=on_event, baseline_tps=baseline, record_margins=record_margins,
                     on_target_decode=self.governor.observe if self.governor is not None else None,
                     plain=plain,
+                    draft_model=self.draft_model.path.name if self.draft_model is not None else None,
                 )
             finally:
                 if time.perf_counter() - started > 0.5:

@@ -121,7 +121,7 @@ def test_hub_sources_of_design_models():
 
 
 def test_gpu_models_are_hub_only_and_verified_at_download():
-    gpu = [m for m in catalog.models() if m.id not in DESIGN_MODELS]
+    gpu = [m for m in catalog.models() if m.id not in DESIGN_MODELS and m.source("derived") is None]
     assert {m.id for m in gpu} >= {
         "qwen2.5-coder-7b-instruct-q4_k_m",
         "qwen2.5-coder-14b-instruct-q4_k_m",
@@ -134,6 +134,16 @@ def test_gpu_models_are_hub_only_and_verified_at_download():
     for model in gpu:
         assert model.sha256 is None and model.size is None
         assert [s.kind for s in model.sources] == ["hub"]
+
+
+def test_the_optimized_draft_is_recorded_as_a_derivation_of_the_shipped_draft():
+    derived = catalog.get("qwen2.5-coder-0.5b-instruct-q4_0-derived")
+    src = derived.source("derived")
+    base = catalog.get(src.base)
+    assert base.id == catalog.default_pair().draft and src.base_sha256 == base.sha256
+    assert dict(src.recipe) == {"blocks": "Q4_0", "output": "Q4_0", "embeddings": "Q4_0", "pure": True}
+    assert [s.kind for s in derived.sources] == ["derived"] and derived.sha256 and derived.size
+    assert derived.roles == ("draft",) and derived.tokenizer == base.tokenizer
 
 
 def test_pairs_of_design_section_5():
