@@ -23,6 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from engine.llama.rpc import EXIT_REMOTE_LOST
 from engine.settings import GenerationSettings, LoadSettings
 
 STDERR_LINES = 60  # kept for the crash report
@@ -44,6 +45,8 @@ def describe_exit(exit_code: int, crashed: bool) -> str:
         except ValueError:
             name = "unknown signal"
         return f"killed by signal {exit_code} ({name})" if exit_code else "crashed"
+    if exit_code == EXIT_REMOTE_LOST:
+        return "the remote device stopped answering"
     return f"exited with code {exit_code}"
 
 

@@ -193,6 +193,9 @@ class EngineController(QObject):
         if self.resolved is None:
             return "no models"
         target = model_choice.display_name(self.resolved.target_id)
+        remote = (self.info or {}).get("remote")
+        if remote:
+            target += f" on {remote}"  # the target's layers live on another machine
         if self.resolved.draft_id is None or (self.info is not None and self.info.get("draft") is None):
             return f"{target} (no draft model)"
         return f"{target}  ·  draft {model_choice.draft_label(self.resolved.target_id, self.resolved.draft_id)}"

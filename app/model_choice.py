@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.settings_store import NO_DRAFT, ModelChoice
+from engine.llama.rpc import parse_endpoints
 from engine.models import catalog, provision
 from engine.settings import LoadSettings
 
@@ -37,6 +38,7 @@ class Resolved:
             threads=choice.threads or None,
             gpu_layers=choice.gpu_layers,
             draft_gpu_layers=choice.draft_gpu_layers,
+            rpc=parse_endpoints(choice.remote),
         )
 
 

@@ -34,6 +34,7 @@ class ModelChoice:
     threads: int = 0  # 0: let the engine pick (physical cores)
     gpu_layers: int = 0
     draft_gpu_layers: int = 0
+    remote: str = ""  # "host:port, ...": ggml RPC servers holding the target's layers
 
     def needs_reload(self, other: ModelChoice) -> bool:
         return self != other
@@ -134,6 +135,7 @@ class SettingsStore:
             threads=self._int("models/threads", d.threads, 0, 1024),
             gpu_layers=self._int("models/gpu_layers", d.gpu_layers, -1, 1000),
             draft_gpu_layers=self._int("models/draft_gpu_layers", d.draft_gpu_layers, -1, 1000),
+            remote=str(self.qs.value("models/remote", d.remote) or ""),
         )
 
     def set_model_choice(self, choice: ModelChoice) -> None:

@@ -92,6 +92,8 @@ class LoadSettings:
     threads: int | None = None  # None: physical cores
     gpu_layers: int = 0
     draft_gpu_layers: int = 0
+    # ggml RPC servers ("host:port") that hold the target's layers; the draft stays here
+    rpc: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

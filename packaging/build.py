@@ -76,16 +76,16 @@ def ensure_pyinstaller() -> None:
 def portable_cmake_args() -> str:
     """CMAKE_ARGS for a llama.cpp that runs on any machine of this OS and architecture;
     TANDEM_PACKAGE_CMAKE_ARGS overrides (e.g. a CUDA package: -DGGML_CUDA=on ...)."""
-    from engine.llama.build_flags import X86_FLAG_FOR_FEATURE
+    from engine.llama.build_flags import RPC_FLAG, X86_FLAG_FOR_FEATURE
 
     if os.environ.get("TANDEM_PACKAGE_CMAKE_ARGS"):
         return os.environ["TANDEM_PACKAGE_CMAKE_ARGS"]
     if sys.platform == "darwin":
-        return "-DGGML_METAL=on -DGGML_NATIVE=OFF"  # Metal does the work; no M3-only CPU code on an M1
+        return f"-DGGML_METAL=on -DGGML_NATIVE=OFF {RPC_FLAG}"  # Metal does the work; no M3-only CPU code on an M1
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags = [f"-D{flag}=ON" for feature, flag in X86_FLAG_FOR_FEATURE.items() if feature in PORTABLE_X86_FEATURES]
-        return " ".join(["-DGGML_NATIVE=OFF", *flags])
-    return "-DGGML_NATIVE=OFF"
+        return " ".join(["-DGGML_NATIVE=OFF", *flags, RPC_FLAG])
+    return f"-DGGML_NATIVE=OFF {RPC_FLAG}"
 
 
 def llama_for_package(mode: str) -> dict[str, str]:

@@ -216,17 +216,27 @@ class TimeSplitBar(_Chart):
     def __init__(self, colors: Colors = LIGHT, parent: QWidget | None = None) -> None:
         super().__init__(colors, parent)
         self.times = {"draft": 0.0, "verify": 0.0, "overhead": 0.0}
+        self.labels = dict(self.PARTS)
         self.setFixedHeight(40)
 
     def sizeHint(self) -> QSize:
         return QSize(280, 40)
+
+    def set_remote(self, where: str | None) -> None:
+        """With the target on remote devices, verifying is remote time (network included)
+        and drafting is this computer's."""
+        self.labels = dict(self.PARTS)
+        if where:
+            self.labels["draft"] = "drafting (this computer)"
+            self.labels["verify"] = f"verifying (target passes on {where}, network included)"
 
     def set_times(self, draft: float, verify: float, overhead: float) -> None:
         self.times = {"draft": draft, "verify": verify, "overhead": overhead}
         total = draft + verify + overhead
         if total > 0:
             self.setToolTip("\n".join(
-                f"{label}: {self.times[key]:.2f} s ({100 * self.times[key] / total:.0f}%)" for key, label in self.PARTS
+                f"{self.labels[key]}: {self.times[key]:.2f} s ({100 * self.times[key] / total:.0f}%)"
+                for key, _label in self.PARTS
             ))
         self.update()
 
@@ -247,10 +257,11 @@ class TimeSplitBar(_Chart):
             painter.fillRect(QRectF(x, 4, part, 14), QColor(self._colour(key)))
             x += part
         x = 4.0
-        for key, label in self.PARTS:
+        for key, _label in self.PARTS:
             painter.fillRect(QRectF(x, 26, 9, 9), QColor(self._colour(key)))
             painter.setPen(QColor(self.colors.muted))
-            text = f"{label.split(' ')[0]} {100 * self.times[key] / total:.0f}%"
+            where = {"draft": " here", "verify": " remote"}.get(key, "") if self.labels != dict(self.PARTS) else ""
+            text = f"{self.labels[key].split(' ')[0]}{where} {100 * self.times[key] / total:.0f}%"
             painter.drawText(QRectF(x + 12, 22, 120, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                              text)
             x += 12 + painter.fontMetrics().horizontalAdvance(text) + 12

@@ -8,6 +8,7 @@ and EngineController (models, process) do the work; the views show it.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QResizeEvent
@@ -483,6 +484,7 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, info: dict) -> None:
         self.statusBar().clearMessage()
         self.status.pair.setText(self.engine.pair_label())
+        self.stats.time_bar.set_remote(info.get("remote"))
         self._on_baseline(float(info.get("baseline_tps") or 0))
         # what the user should know about this load: an unusable draft, GPU layers not honoured, ...
         notes = [str(n) for n in info.get("notices") or []]
@@ -520,9 +522,20 @@ class MainWindow(QMainWindow):
         actions = [("Restart engine", self.restart_engine), ("Details…", lambda: self.show_crash_details(what, tail))]
         if self.engine.crashed_while == "loading" and self.engine.good_choice not in (None, self.engine.choice):
             actions.insert(1, ("Use the previous models", self.engine.revert))
+        if self.engine.choice is not None and self.engine.choice.remote:
+            # the target's server went away: this computer can take over if the pair fits here
+            actions.insert(0, ("Run on this computer", self.run_locally))
         self.banner.show_message(f"The engine process stopped unexpectedly {during} ({what}).{kept}".replace("  ", " "),
                                  "error", actions=actions, closable=False)
         self.show_branch()
+
+    def run_locally(self) -> None:
+        """Forget the remote devices and load the whole pair here (the memory check
+        before loading says so clearly if it does not fit)."""
+        self.banner.hide()
+        choice = replace(self.engine.choice, remote="")
+        self.settings.set_model_choice(choice)
+        self.engine.apply_choice(choice)
 
     def restart_engine(self) -> None:
         self.banner.hide()

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QTabWidget,
@@ -32,6 +33,8 @@ from PySide6.QtWidgets import (
 from app import model_choice
 from app.jobs import Task
 from app.settings_store import NO_DRAFT, PICKABLE_MODES, THEMES, ModelChoice, UiPrefs
+from engine.errors import TandemError
+from engine.llama.rpc import is_loopback, parse_endpoints
 from engine.models import catalog, provision
 from engine.models.compat import incompatibility_from_files
 from engine.settings import GenerationSettings, SpecSettings
@@ -167,7 +170,32 @@ class SettingsDialog(QDialog):
         form.addRow("GPU layers (draft)", self.draft_gpu_layers)
         for w in (self.n_ctx, self.threads, self.gpu_layers, self.draft_gpu_layers):
             w.valueChanged.connect(lambda _v: self._update_reload_note())
+        self.remote = QLineEdit(choice.remote)
+        self.remote.setPlaceholderText("none: everything runs on this computer")
+        self.remote.setToolTip(
+            "Put the target's layers on other machines running `tandem rpc-server` (host:port, comma-separated).\n"
+            "The draft stays here. The RPC protocol has no authentication: use it only on a trusted network.")
+        form.addRow("Remote devices", self.remote)
+        self.remote_hint = QLabel()
+        self.remote_hint.setObjectName("hint")
+        self.remote_hint.setWordWrap(True)
+        form.addRow("", self.remote_hint)
+        self.remote.textChanged.connect(lambda _t: self._update_remote_hint())
+        self.remote.textChanged.connect(lambda _t: self._update_reload_note())
+        self._update_remote_hint()
         return page
+
+    def _update_remote_hint(self) -> None:
+        try:
+            endpoints = parse_endpoints(self.remote.text())
+        except TandemError as exc:
+            self.remote_hint.setText(str(exc))
+            return
+        public = [e for e in endpoints if not is_loopback(e.rpartition(":")[0])]
+        self.remote_hint.setText(
+            f"The target runs on {', '.join(endpoints)}; the draft on this computer. "
+            + ("The connection is not authenticated or encrypted: only use servers on a network you trust."
+               if public else "") if endpoints else "")
 
     def _generation_tab(self, gen: GenerationSettings) -> QWidget:
         page = QWidget()
@@ -353,6 +381,7 @@ class SettingsDialog(QDialog):
             threads=self.threads.value(),
             gpu_layers=self.gpu_layers.value(),
             draft_gpu_layers=self.draft_gpu_layers.value(),
+            remote=", ".join(_endpoints_or_text(self.remote.text())),
         )
 
     def ui_prefs(self) -> UiPrefs:
@@ -363,8 +392,8 @@ class SettingsDialog(QDialog):
         after = self.model_choice()
         same_models = before == (after.target, None if after.draft == NO_DRAFT else after.draft)
         o = self.original_choice
-        same_resources = (o.n_ctx, o.threads, o.gpu_layers, o.draft_gpu_layers) == (
-            after.n_ctx, after.threads, after.gpu_layers, after.draft_gpu_layers)
+        same_resources = (o.n_ctx, o.threads, o.gpu_layers, o.draft_gpu_layers, o.remote) == (
+            after.n_ctx, after.threads, after.gpu_layers, after.draft_gpu_layers, after.remote)
         return not (same_models and same_resources)
 
     def _update_reload_note(self) -> None:
@@ -391,6 +420,7 @@ class SettingsDialog(QDialog):
         for w, v in ((self.n_ctx, d.n_ctx), (self.threads, d.threads), (self.gpu_layers, d.gpu_layers),
                      (self.draft_gpu_layers, d.draft_gpu_layers)):
             w.setValue(v)
+        self.remote.setText(d.remote)
         default = catalog.default_pair()
         for combo, model_id in ((self.target, default.target), (self.draft, default.draft)):
             index = combo.findData(model_id, ID_ROLE)
@@ -404,6 +434,15 @@ class SettingsDialog(QDialog):
             self._compat_task.cancel()
         self.applied.emit(self.generation(), self.model_choice(), self.ui_prefs())
         super().accept()
+
+
+def _endpoints_or_text(text: str) -> list[str]:
+    """Normalised endpoints; text that does not parse is kept as typed (the hint says why,
+    and loading the models reports it again rather than silently dropping a server)."""
+    try:
+        return parse_endpoints(text)
+    except TandemError:
+        return [text.strip()] if text.strip() else []
 
 
 def _spin(lo: int, hi: int, value: int, tip: str, step: int = 1) -> QSpinBox:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import ModelFileError
+from engine.llama.rpc import parse_endpoints
 from engine.settings import SPEC_MODES, GenerationSettings, LoadSettings, SpecSettings
 
 
@@ -18,6 +19,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     g.add_argument("--gpu-layers", type=int, default=0, help="target layers offloaded to the GPU")
     g.add_argument("--draft-gpu-layers", type=int, default=0, help="draft layers offloaded to the GPU")
+    g.add_argument("--rpc", metavar="HOST:PORT[,HOST:PORT]",
+                   help="put the target's layers on these `tandem rpc-server`s (trusted network only); "
+                        "the draft stays here")
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -74,7 +78,7 @@ def load_settings(args: argparse.Namespace, *, need_draft: bool) -> LoadSettings
     draft = resolve_model(args.draft, "draft") if need_draft else None
     return LoadSettings(
         target=target, draft=draft, n_ctx=args.ctx, threads=args.threads,
-        gpu_layers=args.gpu_layers, draft_gpu_layers=args.draft_gpu_layers,
+        gpu_layers=args.gpu_layers, draft_gpu_layers=args.draft_gpu_layers, rpc=parse_endpoints(args.rpc),
     )
 
 

@@ -15,6 +15,7 @@ COMMANDS = {
     "models": "engine.cli.models",
     "doctor": "engine.cli.doctor",
     "bench": "engine.cli.bench",
+    "rpc-server": "engine.cli.rpc_server",
 }
 
 

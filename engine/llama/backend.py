@@ -111,7 +111,11 @@ def needs_amx_fallback() -> bool:
 class LlamaModel:
     """Weights plus vocabulary.  Several contexts may share one model."""
 
-    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, n_gpu_layers: int = 0, vocab_only: bool = False, devices: int | None = None
+    ) -> None:
+        """`devices`: address of a NULL-terminated ggml device array (engine/llama/rpc.py)
+        the offloaded layers go to, instead of every local GPU."""
         init_backend()
         self.path = Path(path)
         if not self.path.is_file():
@@ -123,6 +127,8 @@ class LlamaModel:
         params = C.llama_model_default_params()
         params.n_gpu_layers = int(n_gpu_layers)
         params.vocab_only = vocab_only
+        if devices is not None:
+            params.devices = devices
         params.use_extra_bufts = not needs_amx_fallback()
         self.uses_extra_bufts = bool(params.use_extra_bufts)
         _recent_log.clear()

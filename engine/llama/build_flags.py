@@ -19,6 +19,10 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 # SIMD flags of GGML_NATIVE=OFF builds, each switched on only when /proc/cpuinfo
 # reports the matching feature.  A native build would also enable AMX, whose
 # kernel crashes on the first decode on CPUs (or VMs) that report AMX.
+# Every build carries ggml's RPC backend (a few hundred kB): the target's layers can then
+# live on another machine (`tandem rpc-server` there, Settings → Remote devices here).
+RPC_FLAG = "-DGGML_RPC=ON"
+
 X86_FLAG_FOR_FEATURE = {
     "avx": "GGML_AVX",
     "avx2": "GGML_AVX2",
@@ -94,7 +98,7 @@ def choose_build(
         raise ValueError(f"TANDEM_BACKEND must be cpu, cuda or metal, not {forced!r}")
 
     if forced == "metal" or (not forced and system == "Darwin" and machine == "arm64"):
-        return BuildChoice("metal", "-DGGML_METAL=on", "Apple Silicon" if not forced else "TANDEM_BACKEND")
+        return BuildChoice("metal", f"-DGGML_METAL=on {RPC_FLAG}", "Apple Silicon" if not forced else "TANDEM_BACKEND")
 
     if has_nvcc is None:
         has_nvcc = shutil.which("nvcc") is not None or Path("/usr/local/cuda/bin/nvcc").exists()
@@ -105,11 +109,12 @@ def choose_build(
         # GGML_NATIVE=OFF (above) would also drop ggml's "native" CUDA architecture and
         # compile every kernel for a dozen GPU generations (several times the build time);
         # this build is for the GPU in this machine.
-        return BuildChoice("cuda", f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native {cpu}".strip(), reason)
+        args = f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native {cpu} {RPC_FLAG}"
+        return BuildChoice("cuda", " ".join(args.split()), reason)
 
     if machine in ("x86_64", "amd64"):
-        return BuildChoice("cpu", _x86_cpu_args(features), "x86 CPU: portable SIMD build, no AMX")
-    return BuildChoice("cpu", "", f"{machine} CPU: llama.cpp defaults")
+        return BuildChoice("cpu", f"{_x86_cpu_args(features)} {RPC_FLAG}", "x86 CPU: portable SIMD build, no AMX")
+    return BuildChoice("cpu", RPC_FLAG, f"{machine} CPU: llama.cpp defaults")
 
 
 def _x86_cpu_args(features: set[str] | None) -> str:

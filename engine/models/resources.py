@@ -94,8 +94,12 @@ def needed_bytes(paths: list[str], n_ctx: int) -> int:
     return total
 
 
-def check_fits(target: str, draft: str | None, n_ctx: int) -> None:
-    paths = [target] + ([draft] if draft else [])
+def check_fits(target: str, draft: str | None, n_ctx: int, *, target_remote: bool = False) -> None:
+    """`target_remote`: the target's layers and KV cache live on remote devices, so
+    only the draft has to fit here."""
+    paths = ([] if target_remote else [target]) + ([draft] if draft else [])
+    if not paths:
+        return
     need = needed_bytes(paths, n_ctx)
     have = available_memory()
     if have is not None and need > have:

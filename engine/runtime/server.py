@@ -137,6 +137,7 @@ class Server:
             "target": describe(engine.target_model),
             "draft": describe(engine.draft_model) if engine.draft_model is not None else None,
             "draft_problem": engine.draft_problem,
+            "remote": engine.remote.describe() if engine.remote is not None else None,
             "notices": engine.notices,
             "n_ctx": engine.target.n_ctx,
             "threads": engine.threads,

@@ -23,6 +23,7 @@ from engine.decoding.events import Event, NoticeEvent
 from engine.decoding.generate import Reply, generate
 from engine.drafters import DraftModel, PairKnowledge, make_drafter
 from engine.errors import ContextOverflowError, IncompatiblePairError
+from engine.llama import rpc
 from engine.llama.backend import LlamaContext, LlamaModel, default_threads, supports_gpu_offload, system_info
 from engine.llama.chat_template import ChatTemplate
 from engine.llama.lm import LlamaLM
@@ -50,8 +51,10 @@ class Engine:
         self.threads = load.threads or default_threads()
         self.notices: list[str] = []  # things the user should know about this load
         # before llama.cpp sees anything: an oversized request gets a message, not an OOM kill
-        resources.check_fits(load.target, load.draft, load.n_ctx)
-        self.target_model = self._load(load.target, load.gpu_layers, "target")
+        # remote devices first: an unreachable server is a message, never an abort in ggml
+        self.remote = rpc.RemoteDevices(load.rpc) if load.rpc else None
+        resources.check_fits(load.target, load.draft, load.n_ctx, target_remote=self.remote is not None)
+        self.target_model = self._load(load.target, load.gpu_layers, "target", remote=self.remote)
         self.target = self._context(self.target_model, load.n_ctx)
         self.template = ChatTemplate(
             self.target_model.chat_template,
@@ -87,7 +90,14 @@ class Engine:
         self.warm_restored = 0  # target tokens the last restore brought back (tests, stats)
         self.warm_start = learn
 
-    def _load(self, path: str, gpu_layers: int, what: str) -> LlamaModel:
+    def _load(self, path: str, gpu_layers: int, what: str, remote: rpc.RemoteDevices | None = None) -> LlamaModel:
+        if remote is not None:
+            # every layer on the listed servers (split among them by free memory, as
+            # llama.cpp does), plus this machine's GPUs when GPU layers were asked for
+            local = rpc.local_devices() if gpu_layers > 0 else []
+            devices = remote.device_array(local)
+            self.notices.append(f"the {what}'s layers run on {remote.describe()} (remote)")
+            return LlamaModel(path, n_gpu_layers=10_000, devices=devices)
         shape = resources.model_shape(path)
         layers, notice = resources.gpu_layers_notice(gpu_layers, shape.n_layer, supports_gpu_offload(), what)
         if notice:
@@ -101,7 +111,9 @@ class Engine:
     # ------------------------------------------------------------------ costs
 
     def _curve_key(self, path: str, gpu_layers: int) -> str:
-        return costmodel.cache_key(Path(path), system_info(), self.threads, gpu_layers)
+        # a remote target costs what the network and the other machine make it cost
+        where = f"{system_info()}|rpc={','.join(self.load_settings.rpc)}" if self.load_settings.rpc else system_info()
+        return costmodel.cache_key(Path(path), where, self.threads, gpu_layers)
 
     def cost_model(self, remeasure: bool = False) -> CostModel:
         """Decode cost of the target (and draft) on this machine, measured once and
