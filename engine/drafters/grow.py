@@ -6,10 +6,11 @@ draft decode per level, whatever the beam width.
 Children are the draft's top-k (deterministic candidates, verified by
 sample-and-match under sampling).  With `sample=True` and a sampling request they
 are instead drawn from the draft's distribution without replacement (Gumbel
-top-k), or with replacement (k i.i.d. draws, duplicates merged into one node;
-multi-candidate speculative sampling, arXiv 2401.06706), and the verifier
-applies multi-step speculative sampling to them (engine/decoding/verify.py).  That rule is exact only if whether a node's draws are all
-kept cannot depend on their values, so sampled trees are limited by
+top-k), or with replacement (k i.i.d. draws, duplicates merged into one
+node; multi-candidate speculative sampling, arXiv 2401.06706), and the verifier
+applies multi-step speculative sampling to them (engine/decoding/verify.py).
+That rule is exact only if whether a node's draws are all kept cannot depend
+on their values, so sampled trees are limited by
 construction (`max_nodes`, `max_leaves`: decided before a node's children are
 drawn) and never pruned afterwards.
 """

@@ -85,32 +85,39 @@ def all_trees(rule, q_at):
     return out
 
 
+class ScriptedCoin:
+    """Plays back a list of coin results, then takes `True` and notes the other
+    branch to explore; keeps the probability of the branch taken."""
+
+    def __init__(self, script: list[bool], pending: list[list[bool]]) -> None:
+        self.script, self.pending = script, pending
+        self.taken = list(script)
+        self.weight = 1.0
+        self.pos = 0
+
+    def __call__(self, a: float) -> bool:
+        i = self.pos
+        self.pos += 1
+        if i < len(self.script):
+            b = self.script[i]
+        else:
+            if 0.0 < a < 1.0:
+                self.pending.append([*self.taken[:i], False])
+            b = a > 0.0
+            self.taken.append(b)
+        self.weight *= a if b else 1.0 - a
+        return b
+
+
 def traversal_outcomes(tree: Tree, p_at):
     """(probability, accepted node, bonus distribution) over every coin sequence."""
     results = []
-    scripts: list[list[bool]] = [[]]
-    while scripts:
-        script = scripts.pop()
-        taken = list(script)
-        weight = [1.0]
-        pos = [0]
-
-        def coin(a: float) -> bool:
-            i = pos[0]
-            pos[0] += 1
-            if i < len(script):
-                b = script[i]
-            else:
-                if 0.0 < a < 1.0:
-                    scripts.append(taken[:i] + [False])
-                b = a > 0.0
-                taken.append(b)
-            weight[0] *= a if b else 1.0 - a
-            return b
-
+    pending: list[list[bool]] = [[]]
+    while pending:
+        coin = ScriptedCoin(pending.pop(), pending)
         node, p = traverse(tree, lambda v: p_at(tree.path_tokens(v) if v != ROOT else ()).copy(), coin)
-        if weight[0] > 0:
-            results.append((weight[0], node, p))
+        if coin.weight > 0:
+            results.append((coin.weight, node, p))
     return results
 
 
