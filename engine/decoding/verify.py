@@ -107,7 +107,11 @@ class Proposals:
     distribution it was drawn from given the ones before: the draft's q for
     sampled children (losing each tried token when drawn without replacement),
     then a point mass for each deterministic child (a choice that does not
-    depend on the target is a draw from a point mass)."""
+    depend on the target is a draw from a point mass).
+
+    Works on the vocabulary or, after `compact`, on the few tokens where the
+    target or the draft has mass (top-k / top-p leave a handful out of 150k):
+    `steps` then give positions in that support."""
 
     def __init__(self, tree: Tree, node: int) -> None:
         draws, replacement = sampled_draws(tree, node)
@@ -116,6 +120,17 @@ class Proposals:
         self.steps: list[tuple[int, str]] = [(x, kind) for x in draws]
         drawn = set(draws)
         self.steps += [(tree.nodes[c].token, POINT) for c in tree.children(node) if tree.nodes[c].token not in drawn]
+
+    def compact(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(support token ids, p on them); steps and q move to that support."""
+        parts = [np.flatnonzero(p), np.array([x for x, _ in self.steps], dtype=np.int64)]
+        if self.q is not None:
+            parts.append(np.flatnonzero(self.q))
+        idx = np.unique(np.concatenate(parts))
+        if self.q is not None:
+            self.q = self.q[idx]
+        self.steps = [(int(np.searchsorted(idx, x)), kind) for x, kind in self.steps]
+        return idx, p[idx]
 
     def prob(self, x: int, kind: str) -> float:
         return 1.0 if kind == POINT else float(self.q[x])
@@ -134,6 +149,10 @@ class Proposals:
             total = self.q.sum()
             if total > 0.0:
                 self.q /= total
+
+
+# Work on the support of p (and q) when it is at most this share of the vocabulary.
+COMPACT_BELOW = 0.25
 
 
 def traverse(
@@ -176,8 +195,11 @@ def traverse(
     def visit(v: int, alpha: float) -> tuple[int, np.ndarray] | None:
         children = tree.children(v)
         p = target_at(v) if children else None
+        idx = None
         if children:
             props = Proposals(tree, v)
+            if np.count_nonzero(p) <= COMPACT_BELOW * len(p):
+                idx, p = props.compact(p)
             tried: set[int] = set()
             for x, kind in props.steps:
                 qx = props.prob(x, kind)
@@ -186,7 +208,7 @@ def traverse(
                 if x not in tried:
                     tried.add(x)
                     a = min(1.0, alpha * p[x] / qx)
-                    child = tree.child_with_token(v, x)
+                    child = tree.child_with_token(v, x if idx is None else int(idx[x]))
                     if a > 0.0 and child is not None:
                         found = visit(child, a)
                         if found is not None:
@@ -200,7 +222,13 @@ def traverse(
                     alpha = 0.0  # nothing left for v to give
                 props.drop(x, kind)
         if v == ROOT or coin(alpha):
-            return v, (p if p is not None else target_at(v))
+            if p is None:
+                return v, target_at(v)
+            if idx is None:
+                return v, p
+            dense = np.zeros(len(target_at(v)), dtype=np.float64)
+            dense[idx] = p
+            return v, dense
         return None
 
     found = visit(ROOT, 1.0)

@@ -187,7 +187,14 @@ def value_dependent(tree, node, path):
 
 @pytest.mark.parametrize("rule", [chain, two_by_two, with_replacement, mixed, value_dependent])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_traversal_verification_emits_the_target_distribution(rule, seed: int) -> None:
+@pytest.mark.parametrize("compact", [False, True], ids=["vocab", "support"])
+def test_traversal_verification_emits_the_target_distribution(
+    rule, seed: int, compact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.decoding.verify as verify_module
+
+    # the support path (what top-k makes common) and the whole-vocabulary path
+    monkeypatch.setattr(verify_module, "COMPACT_BELOW", 1.0 if compact else 0.0)
     def p_at(path):
         return dist(seed, path)
 
