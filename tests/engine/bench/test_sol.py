@@ -83,3 +83,29 @@ def test_bench_reports_the_bound_next_to_tau() -> None:
     assert rows["tree"].tau_bound == pytest.approx(sol.best_tree_tau(stats["top"], 2.0))
     md = results_markdown(summary, runs, {"temperature": 0.7}, {})
     assert "Speed of light" in md and f"{rows['tree'].tau_bound:.2f}" in md
+
+
+def test_measure_target_on_llama_cpp_matches_plain_decoding(tiny_gguf, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On real llama.cpp (the tiny test GGUF): the rows read back along the reply as
+    pending nodes are the rows plain decoding saw, position by position."""
+    from engine.llama.backend import LlamaContext, LlamaModel
+    from engine.llama.lm import LlamaLM
+
+    monkeypatch.setattr(sol, "CHUNK", 5)
+    model = LlamaModel(tiny_gguf)
+    try:
+        lm = LlamaLM(model, LlamaContext(model, n_ctx=256, n_threads=2, n_seq_max=4, n_batch=64))
+        ref = LlamaLM(model, LlamaContext(model, n_ctx=256, n_threads=2, n_seq_max=2, n_batch=64))
+        prompt, reply = [5, 9, 13, 2], [7, 7, 30, 11, 4, 19, 8, 3, 21, 6, 12, 40]
+        params = SamplingParams(temperature=0.8, top_k=20, top_p=0.95)
+        lm.decode(prompt[:-1])
+        got = sol.measure_target(lm, prompt, reply, params)
+        ref.decode(prompt[:-1])
+        for i, tok in enumerate([prompt[-1], *reply[:-1]]):
+            row = ref.decode([tok])[-1]
+            top, h, _ = sol.position_stats(distribution(row, params))
+            assert got["top"][i] == pytest.approx(top, abs=2e-3)
+            assert got["entropy"][i] == pytest.approx(h, abs=2e-3)
+        assert lm.tokens == prompt[:-1] and lm.n_pending == 0
+    finally:
+        model.close()
