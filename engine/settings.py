@@ -29,6 +29,14 @@ class SamplingParams:
 
 
 SPEC_MODES = ("off", "chain", "tree", "c2t", "ngram", "staged", "auto")
+# How a sampled tree is verified (engine/decoding/verify.py): `traversal` is
+# Traversal Verification (arXiv 2505.12398), `token` the top-down SpecInfer /
+# Sequoia rule, `auto` traversal wherever the tree holds draws from the draft.
+VERIFY_RULES = ("auto", "traversal", "token")
+# How several children of one node are drawn from the draft under sampling
+# (multi-candidate speculative sampling, arXiv 2401.06706): `without`
+# replacement (distinct candidates) or `with` replacement (i.i.d. draws).
+DRAW_RULES = ("without", "with")
 
 
 @dataclass
@@ -40,10 +48,16 @@ class SpecSettings:
     top_k_children: int = 4  # tree: children expanded per node
     beam: int = 4  # tree: nodes expanded per depth (EAGLE-2)
     max_depth: int = 8  # tree: deepest draft level
+    verify: str = "auto"  # sampling: verification rule, one of VERIFY_RULES
+    draws: str = "without"  # sampling: tree children drawn with or without replacement (DRAW_RULES)
 
     def __post_init__(self) -> None:
         if self.mode not in SPEC_MODES:
             raise TandemError(f"unknown speculation mode {self.mode!r}; choose one of {', '.join(SPEC_MODES)}")
+        if self.verify not in VERIFY_RULES:
+            raise TandemError(f"unknown verification rule {self.verify!r}; choose one of {', '.join(VERIFY_RULES)}")
+        if self.draws not in DRAW_RULES:
+            raise TandemError(f"draws must be one of {', '.join(DRAW_RULES)}, not {self.draws!r}")
         if self.n_max < 1 or self.budget < 1 or self.top_k_children < 1 or self.beam < 1 or self.max_depth < 1:
             raise TandemError("n_max, budget, top_k_children, beam and max_depth must be at least 1")
         if not 0.0 <= self.p_min <= 1.0:

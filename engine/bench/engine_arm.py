@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from engine.bench.results import ArmSpec, RunResult
+from engine.bench.sol import measure_target
 from engine.bench.suites import BenchPrompt
 from engine.errors import TandemError
 from engine.settings import SPEC_MODES, GenerationSettings, SpecSettings
@@ -125,6 +126,13 @@ class EngineArms:
         result.extra = {"settings": settings.to_dict(), "reason": reply.reason, "decode_calls": self.timer.calls,
                         "engine_prefill_tokens": s.prefill_tokens}
         result.cpu_share = cpu / (wall * engine.threads) if wall > 0 else None
+        if spec.kind == "plain" and not settings.sampling.greedy and reply.tokens:
+            # the target's own distribution statistics, for the speed-of-light bound (engine.bench.sol);
+            # measured after the timed generation, so they cost the arm nothing
+            try:
+                result.extra["target_stats"] = measure_target(engine.target, tokens, reply.tokens, settings.sampling)
+            except Exception as exc:  # the bound is a report, never the end of a run
+                result.extra["target_stats_error"] = f"{type(exc).__name__}: {exc}"
         result.wall = time.perf_counter() - start
         return result
 

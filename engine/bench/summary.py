@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from engine.bench.equivalence import MISMATCH, NEAR
 from engine.bench.results import RunResult
+from engine.bench.sol import best_tree_tau, paper_term
 
 ALL = "all"
 PLAIN = "plain"
@@ -33,6 +34,12 @@ class ArmSummary:
     overhead_ms_per_step: float | None = None  # outside every llama_decode, per target pass
     prefill_tps: float | None = None
     cpu_share: float | None = None  # CPU the runs got / (wall x threads), weighted by generation time
+    # speed of light (engine.bench.sol; sampling runs with a plain arm): the best
+    # n-node tree's τ on the target's own measured distributions, and the
+    # paper's leading term, for n = this arm's verified nodes per step
+    tau_bound: float | None = None
+    tau_paper: float | None = None
+    nodes_per_step: float | None = None
     mismatches: int = 0
     near_ties: int = 0
     errors: list[str] = field(default_factory=list)
@@ -97,6 +104,7 @@ def summarize_arm(arm: str, category: str, runs: Sequence[RunResult]) -> ArmSumm
     with_steps = [r for r in ok if r.steps]
     if with_steps:
         s.tau = _ratio(sum(r.n_tokens for r in with_steps), sum(r.steps for r in with_steps))
+    speed_of_light(s, with_steps, runs)
     tested = [r for r in ok if r.tested]
     if tested:
         s.acceptance = _ratio(sum(r.accepted or 0 for r in tested), sum(r.tested for r in tested))
@@ -119,3 +127,23 @@ def summarize_arm(arm: str, category: str, runs: Sequence[RunResult]) -> ArmSumm
     if pre:
         s.prefill_tps = _ratio(sum(r.prefill_tokens for r in pre), sum(r.t_prefill for r in pre))
     return s
+
+
+def speed_of_light(s: ArmSummary, mine: Sequence[RunResult], runs: Sequence[RunResult]) -> None:
+    """Fill the speed-of-light fields from the plain arm's target statistics on the
+    same prompts; each prompt's bound is weighted by this arm's steps on it, as τ is."""
+    stats = {r.prompt_id: r.extra["target_stats"] for r in runs
+             if r.arm == PLAIN and r.ok and r.extra.get("target_stats")}
+    mine = [r for r in mine if r.prompt_id in stats and r.steps]
+    if not mine:
+        return
+    steps = sum(r.steps for r in mine)
+    s.nodes_per_step = sum(r.tested or 0 for r in mine) / steps
+    bound = 0.0
+    for r in mine:
+        b = best_tree_tau(stats[r.prompt_id]["top"], (r.tested or 0) / r.steps)
+        bound += (b or 1.0) * r.steps
+    s.tau_bound = bound / steps
+    used = [stats[pid] for pid in dict.fromkeys(r.prompt_id for r in mine)]
+    s.tau_paper = paper_term([h for st in used for h in st["entropy"]], [m for st in used for m in st["m2"]],
+                             s.nodes_per_step)

@@ -10,7 +10,7 @@ from engine.bench.equivalence import MISMATCH, NEAR
 from engine.bench.results import RunResult
 from engine.bench.summary import ALL, ArmSummary
 
-COLUMNS = ("arm", "tok/s", "speedup", "τ", "accept", "draft/verify/other %", "overhead ms/step",
+COLUMNS = ("arm", "tok/s", "speedup", "τ", "τ bound", "accept", "draft/verify/other %", "overhead ms/step",
            "prefill tok/s", "CPU share", "mismatches")
 
 
@@ -34,7 +34,8 @@ def row(s: ArmSummary) -> list[str]:
     if s.failed:
         mism += f", {s.failed} crashed"
     return [s.arm, _f(s.tokens_per_s, ".1f"), _f(s.speedup, ".2f") + ("×" if s.speedup else ""),
-            _f(s.tau, ".2f"), _f(100 * s.acceptance if s.acceptance is not None else None, ".0f") +
+            _f(s.tau, ".2f"), _f(s.tau_bound, ".2f"),
+            _f(100 * s.acceptance if s.acceptance is not None else None, ".0f") +
             ("%" if s.acceptance is not None else ""), _split(s.split), _f(s.overhead_ms_per_step, ".1f"),
             _f(s.prefill_tps, ".0f"), _f(100 * s.cpu_share if s.cpu_share is not None else None, ".0f") +
             ("%" if s.cpu_share is not None else ""), mism]
@@ -43,6 +44,22 @@ def row(s: ArmSummary) -> list[str]:
 def table(rows: Sequence[ArmSummary]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(s)) + " |" for s in rows]
+    return "\n".join(lines)
+
+
+def speed_of_light_table(rows: Sequence[ArmSummary]) -> str:
+    """All prompts: measured τ against the best-tree bound and the paper's leading
+    term (mu + mu2) ln(n + 1) / mu^2, which omits an unpublished O(1)."""
+    rows = [s for s in rows if s.tau_bound is not None]
+    if not rows:
+        return ""
+    lines = ["| arm | verified nodes/step | τ | τ bound (best tree) | τ ÷ bound | paper term (no O(1)) |",
+             "|---|---|---|---|---|---|"]
+    for s in rows:
+        share = s.tau / s.tau_bound if s.tau and s.tau_bound else None
+        lines.append(f"| {s.arm} | {_f(s.nodes_per_step, '.1f')} | {_f(s.tau, '.2f')} | {_f(s.tau_bound, '.2f')} | "
+                     f"{_f(100 * share if share else None, '.0f')}{'%' if share else ''} | "
+                     f"{_f(s.tau_paper, '.2f')} |")
     return "\n".join(lines)
 
 
@@ -85,6 +102,9 @@ def results_markdown(summary: dict[str, list[ArmSummary]], runs: Sequence[RunRes
         "",
         "tok/s: generated tokens / generation time (prompt processing excluded; it is the prefill column). "
         "speedup: tok/s ÷ plain decoding's on the same prompts, this run. τ: tokens per target pass. "
+        "τ bound (sampling runs): speed of light, the τ of the best tree of as many nodes as the arm verified per "
+        "step, on the target's own distributions measured along plain decoding's reply (engine/bench/sol.py; "
+        "arXiv 2512.11718), listed with the paper's leading term under 'Speed of light'. "
         "accept: accepted ÷ tested candidates. draft/verify/other: share of generation time. "
         "overhead ms/step: time outside every llama_decode call, per target pass. "
         "CPU share: CPU time the arm got ÷ (wall time × threads); well below 100% means other processes "
@@ -96,6 +116,9 @@ def results_markdown(summary: dict[str, list[ArmSummary]], runs: Sequence[RunRes
     for cat in order:
         n = len({r.prompt_id for r in runs if cat == ALL or r.category == cat})
         parts += [f"## {cat} ({n} prompt{'s' if n != 1 else ''})", "", table(summary[cat]), ""]
+    sol = speed_of_light_table(summary[ALL])
+    if sol:
+        parts += ["## Speed of light (deterministic speculation, arXiv 2512.11718)", "", sol, ""]
     parts += ["## Equivalence with plain decoding", "", mismatch_report(runs), ""]
     crashes = crash_report(runs)
     if crashes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.errors import ModelFileError
 from engine.llama.rpc import parse_endpoints
-from engine.settings import SPEC_MODES, GenerationSettings, LoadSettings, SpecSettings
+from engine.settings import DRAW_RULES, SPEC_MODES, VERIFY_RULES, GenerationSettings, LoadSettings, SpecSettings
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -40,12 +40,18 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--top-k-children", type=int, default=defaults.top_k_children, help="tree: children per node")
     s.add_argument("--beam", type=int, default=defaults.beam, help="tree: nodes expanded per level")
     s.add_argument("--max-depth", type=int, default=defaults.max_depth, help="tree: deepest draft level")
+    s.add_argument("--verify", choices=VERIFY_RULES, default=defaults.verify,
+                   help="sampling: traversal (arXiv 2505.12398), token (top-down SpecInfer/Sequoia), "
+                        "auto = traversal on sampled trees (default)")
+    s.add_argument("--draws", choices=DRAW_RULES, default=defaults.draws,
+                   help="sampling: tree children drawn from the draft without (default) or with replacement")
 
 
 def generation_settings(args: argparse.Namespace) -> GenerationSettings:
     spec = SpecSettings(
         mode=args.spec, n_max=args.n_max, p_min=args.p_min, budget=args.budget,
         top_k_children=args.top_k_children, beam=args.beam, max_depth=args.max_depth,
+        verify=args.verify, draws=args.draws,
     )
     return GenerationSettings(
         max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,

@@ -158,7 +158,7 @@ def generate(
         if on_target_decode is not None:
             on_target_decode(len(tree) + 1, t2 - t1)
 
-        path, bonus = verify(tree, logits, params, rng)
+        path, bonus = verify(tree, logits, params, rng, settings.spec.verify)
         target.commit(path)
         new = [tree.nodes[i].token for i in path] + [bonus]
         sources = [tree.nodes[i].source for i in path] + [TARGET]

@@ -49,6 +49,10 @@ class Tree:
     # Draft distributions (dense, after the user's sampling settings) at nodes
     # whose children were sampled from them; key ROOT for the root.
     q_dist: dict[int, np.ndarray] = field(default_factory=dict)
+    # Nodes whose children were drawn from q_dist *with* replacement: every draw's
+    # token in draw order, repeats included (duplicates share one child node but
+    # each draw is one step of the verifier's rule).  Absent: without replacement.
+    draws: dict[int, list[int]] = field(default_factory=dict)
     # Candidates produced but not sent to the target, by stage (statistics).
     ignored: dict[str, int] = field(default_factory=dict)
     # The tree as proposed before pruning: every candidate, tested or not, is
@@ -151,6 +155,7 @@ class Tree:
             )
             out.children(remap[n.parent]).append(j)
         out.q_dist = {remap[k]: v for k, v in self.q_dist.items() if k in remap}
+        out.draws = {remap[k]: list(v) for k, v in self.draws.items() if k in remap}
         draws = {p: sum(1 for c in self.children(p) if self.nodes[c].sampled) for p in self.q_dist}
         out._demote_partial_draws({remap[p]: n for p, n in draws.items() if p in remap})
         return out
@@ -165,6 +170,7 @@ class Tree:
             if len(kept) < n_before:
                 for c in kept:
                     self.nodes[c].sampled = False
+                self.draws.pop(parent, None)
 
     def best(self, budget: int) -> list[int]:
         """The `budget` nodes with the highest acceptance estimates (an estimate never

@@ -49,6 +49,7 @@ class DynamicTreeDrafter:
             # Sampled draws are verified by multi-step speculative sampling, which
             # forbids pruning them afterwards: build them within the limits.
             sample=sampled, max_nodes=budget if sampled else 1 << 30, max_leaves=MAX_LEAVES,
+            replacement=self.spec.draws == "with",
         )
         return tree if sampled else tree.keep(tree.best(budget))
 

@@ -6,9 +6,11 @@ draft decode per level, whatever the beam width.
 Children are the draft's top-k (deterministic candidates, verified by
 sample-and-match under sampling).  With `sample=True` and a sampling request they
 are instead drawn from the draft's distribution without replacement (Gumbel
-top-k), and the verifier applies multi-step speculative sampling to them
-(engine/decoding/verify.py).  That rule is exact only if whether a node's draws are all
-kept cannot depend on their values, so sampled trees are limited by
+top-k), or with replacement (k i.i.d. draws, duplicates merged into one
+node; multi-candidate speculative sampling, arXiv 2401.06706), and the verifier
+applies multi-step speculative sampling to them (engine/decoding/verify.py).
+That rule is exact only if whether a node's draws are all kept cannot depend
+on their values, so sampled trees are limited by
 construction (`max_nodes`, `max_leaves`: decided before a node's children are
 drawn) and never pruned afterwards.
 """
@@ -38,17 +40,24 @@ class Frontier:
 
 
 def propose_children(
-    row: np.ndarray, params: SamplingParams, rng: np.random.Generator, k: int, sample: bool
-) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
-    """(tokens, draft probabilities, entropy at this node, dense q if sampled)."""
+    row: np.ndarray, params: SamplingParams, rng: np.random.Generator, k: int, sample: bool,
+    replacement: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None, list[int] | None]:
+    """(distinct tokens, draft probabilities, entropy at this node, dense q if
+    sampled, every draw in order if drawn with replacement)."""
     if params.greedy or not sample:
         ids, probs, ent = fast_top_k(row, k)
-        return ids, probs, ent, None
+        return ids, probs, ent, None, None
     q = distribution(row, params)
+    if replacement:
+        cum = np.cumsum(q)
+        draws = np.minimum(np.searchsorted(cum, rng.random(k) * cum[-1], side="right"), len(q) - 1)
+        take = np.array(list(dict.fromkeys(int(x) for x in draws)))
+        return take, q[take], entropy(q), q, [int(x) for x in draws]
     support = np.flatnonzero(q)
     keys = np.log(q[support]) + rng.gumbel(size=len(support))
     take = support[np.argsort(-keys)[:k]]  # Gumbel top-k = k draws without replacement
-    return take, q[take], entropy(q), q
+    return take, q[take], entropy(q), q, None
 
 
 def add_children(
@@ -60,13 +69,16 @@ def add_children(
     scorer: NodeClassifier | None,
     min_score: float = 0.0,
     sample: bool = False,
+    replacement: bool = False,
 ) -> list[tuple[int, Frontier]]:
     """Add the parent's draft children; returns (tree id, partial frontier) of each
     child that was kept (the row is filled in when the child is decoded)."""
-    ids, probs, ent, q_dense = propose_children(parent.row, params, rng, k, sample)
+    ids, probs, ent, q_dense, draws = propose_children(parent.row, params, rng, k, sample, replacement)
     sampled = q_dense is not None
     if sampled:
         tree.q_dist[parent.node] = q_dense
+    if draws is not None:
+        tree.draws[parent.node] = draws
     depth = parent.depth + 1
     log_joint = parent.log_joint + np.log(np.maximum(probs, 1e-30))
     if scorer is not None:
@@ -100,6 +112,7 @@ def grow(
     sample: bool = False,
     max_nodes: int = 1 << 30,
     max_leaves: int = 1 << 30,
+    replacement: bool = False,
 ) -> None:
     """Expand from `frontier` (nodes whose draft rows are known) until max_depth,
     until no candidate is worth expanding, or until `keep_going` says stop."""
@@ -111,7 +124,7 @@ def grow(
             leaves = tree.n_leaves() - (1 if f.node != -1 and not tree.children(f.node) else 0)
             if len(tree) + k > max_nodes or leaves + k > max_leaves:
                 continue
-            level.extend(add_children(tree, f, params, rng, k, scorer, min_score, sample))
+            level.extend(add_children(tree, f, params, rng, k, scorer, min_score, sample, replacement))
         if not level or level[0][1].depth >= max_depth:
             return
         level = [(n, f) for n, f in level if not dm.eog_mask[tree.nodes[n].token]]

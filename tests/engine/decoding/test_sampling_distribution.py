@@ -36,10 +36,10 @@ def exact_distribution(target, params: SamplingParams) -> dict[tuple[int, ...], 
 
 
 def sample_sequences(
-    mode: str, params: SamplingParams, n: int, seed0: int = 0
+    mode: str, params: SamplingParams, n: int, seed0: int = 0, **spec_kw
 ) -> dict[tuple[int, ...], int]:
     target, draft = pair(V)
-    drafter, spec = drafter_for(mode, draft, top_k_children=3, budget=8, n_max=4, p_min=0.0)
+    drafter, spec = drafter_for(mode, draft, top_k_children=3, budget=8, n_max=4, p_min=0.0, **spec_kw)
     counts: dict[tuple[int, ...], int] = {}
     for i in range(n):
         settings = GenerationSettings(
@@ -93,6 +93,33 @@ def test_every_drafter_samples_the_target_distribution(mode: str, params: Sampli
     assert p > 1e-3, f"{mode}: samples do not follow the target distribution (chi-square p={p:.2e})"
 
 
+# Each verification rule on the drafters whose trees it sees: traversal
+# (arXiv 2505.12398) on sampled chains and trees, with and without replacement,
+# and on deterministic trees (point-mass proposals); the top-down rule with
+# replacement (multi-candidate speculative sampling, arXiv 2401.06706).
+RULES = [
+    ("chain", "traversal", "without"),
+    ("tree", "traversal", "without"),
+    ("tree", "traversal", "with"),
+    ("tree", "token", "with"),
+    ("tree", "token", "without"),
+    ("staged", "traversal", "without"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,rule,draws", RULES, ids=["-".join(r) for r in RULES])
+@pytest.mark.parametrize("params", PARAMS, ids=["t1", "t0.7-k4-p0.9"])
+def test_every_verification_rule_samples_the_target_distribution(
+    mode: str, rule: str, draws: str, params: SamplingParams
+) -> None:
+    target, _ = pair(V)
+    probs = exact_distribution(target, params)
+    counts = sample_sequences(mode, params, N_SAMPLES, verify=rule, draws=draws)
+    p = chi_square_p(counts, probs, N_SAMPLES)
+    assert p > 1e-3, f"{mode}/{rule}/{draws}: samples do not follow the target distribution (chi-square p={p:.2e})"
+
+
 def biased_draw(tree, node, p, rng):
     """A classic mistake: after rejecting a draft token, draw from p instead of the
     residual max(0, p - q).  Accepted draft tokens are then over-represented."""
@@ -111,9 +138,44 @@ def test_the_test_catches_a_biased_verifier(monkeypatch: pytest.MonkeyPatch) -> 
     params = PARAMS[0]
     target, _ = pair(V)
     probs = exact_distribution(target, params)
-    counts = sample_sequences("chain", params, N_SAMPLES)
+    counts = sample_sequences("chain", params, N_SAMPLES, verify="token")
     p = chi_square_p(counts, probs, N_SAMPLES)
     assert p < 1e-3, f"the chi-square test failed to notice a biased verifier (p={p:.3f})"
+
+
+def biased_with_replacement_draw(tree, node, p, rng):
+    """The classic mistake over i.i.d. draws: every draw is tried against the
+    same p, never against the residual, so draft tokens are over-represented."""
+    draws, _ = verify_module.sampled_draws(tree, node)
+    for x in draws:
+        q = tree.q_dist[node]
+        if rng.random() * q[x] < p[x]:
+            return x
+    return sample(p, rng)
+
+
+def forgetful_residual(self, alpha, p, x, kind):
+    """A traversal mistake: the rejected child's parent keeps owing alpha = 1 (the
+    residual of the token-level rule), not the slack it actually has left."""
+    return REAL_RESIDUAL(self, 1.0, p, x, kind)
+
+
+REAL_RESIDUAL = verify_module.Proposals.residual
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule,draws", [("traversal", "without"), ("token", "with")])
+def test_the_test_catches_biased_new_rules(monkeypatch: pytest.MonkeyPatch, rule: str, draws: str) -> None:
+    if rule == "traversal":
+        monkeypatch.setattr(verify_module.Proposals, "residual", forgetful_residual)
+    else:
+        monkeypatch.setattr(verify_module, "draw_target_token", biased_with_replacement_draw)
+    params = PARAMS[0]
+    target, _ = pair(V)
+    probs = exact_distribution(target, params)
+    counts = sample_sequences("tree", params, N_SAMPLES, verify=rule, draws=draws)
+    p = chi_square_p(counts, probs, N_SAMPLES)
+    assert p < 1e-3, f"the chi-square test failed to notice a biased {rule}/{draws} verifier (p={p:.3f})"
 
 
 def test_seed_makes_sampling_reproducible() -> None:
