@@ -9,13 +9,15 @@ a file it has not seen load cleanly, a child process loads it (all of it, weight
 mapped, not read into the heap, plus a small context so the graph is built once) and
 exits.  An abort kills only the child, and its assert line becomes the error.
 
-A clean load is remembered (path, size, mtime and inode; a file changed in place is
-probed again), so the cost is paid once per file: the child's start (importing
-llama.cpp) plus one load.  `python -m engine.llama.load_guard FILE` is the child.
+A clean load is remembered (by content for small files; by path, size, mtime and
+inode for big ones, so a file changed in place is probed again): the cost, the
+child's start (importing llama.cpp) plus one load, is paid once per file.
+`python -m engine.llama.load_guard FILE` is the child.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -30,6 +32,7 @@ VERDICTS_FILE = "llama-loads.json"
 PROBE_TIMEOUT_S = 300.0  # a 30 GB file from a slow disk; the child only maps and checks
 PROBE_N_CTX = 64
 _MAX_REMEMBERED = 200
+HASH_BELOW = 64 << 20  # bytes
 _lock = threading.Lock()
 
 
@@ -100,7 +103,12 @@ def _child_command(path: Path) -> list[str]:
 
 
 def _key(path: Path) -> str:
+    """Small files by content (the same bytes under any name load the same: tests and
+    scratch copies), big ones by where they are and when they last changed (hashing a
+    gigabyte would cost more than the probe; a download is checksummed already)."""
     st = path.stat()
+    if st.st_size <= HASH_BELOW:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
 
 

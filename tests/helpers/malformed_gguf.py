@@ -40,7 +40,7 @@ class ModelSpec:
     scores: list[float] | None
     merges: list[str] | list[int] | None
     specials: dict[str, int]
-    hparams: dict[str, int]
+    hparams: dict[str, int | str | list[int]]
     shapes: dict[str, tuple]
     tokenizer: str = "gpt2"
     offsets: dict[str, int] = field(default_factory=dict)  # tensor -> data offset written over the real one
@@ -65,7 +65,12 @@ def write_model(path: Path, spec: ModelSpec) -> Path:
     T = gguf.GGUFValueType
     w = gguf.GGUFWriter(str(path), "llama")
     for key, value in spec.hparams.items():
-        w.add_uint32(f"llama.{key}", value)
+        if isinstance(value, list):
+            w.add_array(f"llama.{key}", value)  # per layer
+        elif isinstance(value, str):
+            w.add_string(f"llama.{key}", value)
+        else:
+            w.add_uint32(f"llama.{key}", value)
     w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
     w.add_tokenizer_model(spec.tokenizer)
     w.add_tokenizer_pre("default")
