@@ -65,7 +65,7 @@ def test_score_array_shorter_than_the_token_list(tmp_path):
 
 def test_token_type_array_of_another_length(tmp_path):
     spec = good_spec()
-    assert refusal(tmp_path, replace(spec, types=spec.types + [1, 1])) == (
+    assert refusal(tmp_path, replace(spec, types=[*spec.types, 1, 1])) == (
         "GGUF tokenizer.ggml.token_type has 272 entries but tokenizer.ggml.tokens has 270 (one per token)")
 
 
@@ -132,7 +132,8 @@ def test_tensor_data_offset_that_overlaps_another_tensor(tmp_path):
 @pytest.mark.parametrize(("key", "value", "expected"), [
     ("block_count", 0, "llama.block_count is 0; llama.cpp allows 1 to 512 layers"),
     ("block_count", 513, "llama.block_count is 513; llama.cpp allows 1 to 512 layers"),
-    ("attention.head_count", 3, "llama.attention.head_count (3) is not a multiple of llama.attention.head_count_kv (2)"),
+    ("attention.head_count", 3,
+     "llama.attention.head_count (3) is not a multiple of llama.attention.head_count_kv (2)"),
     ("attention.head_count_kv", 0, "attention.head_count_kv=0"),
     ("rope.dimension_count", 8, "llama head sizes disagree: key 16, value 16, rope.dimension_count 8"),
     ("expert_used_count", 2, "(more experts used per token than there are)"),

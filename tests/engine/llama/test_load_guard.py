@@ -95,7 +95,8 @@ def test_a_refusal_quotes_llama_cpps_error_line_not_its_last_info_line(tmp_path,
     """Issue 17: "could not load …: print_info: file size = 0.44 MiB".  With the defensive
     check out of the way llama.cpp itself refuses the tensor; its error line is quoted."""
     spec = good_spec()
-    path = write_model(tmp_path / "a.gguf", replace(spec, shapes={**spec.shapes, "blk.0.ffn_gate.weight": (N_EMBD, N_FF + 1)}))
+    shapes = {**spec.shapes, "blk.0.ffn_gate.weight": (N_EMBD, N_FF + 1)}
+    path = write_model(tmp_path / "a.gguf", replace(spec, shapes=shapes))
     monkeypatch.setattr(gguf_check, "check", lambda p: None)
     with pytest.raises(ModelFileError) as err:
         backend.LlamaModel(path, guarded=False)
