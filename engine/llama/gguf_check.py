@@ -68,7 +68,32 @@ def check(path: str | Path, *, keep_arrays: Collection[str] = ()) -> GGUFInfo:
     """
     path = Path(path)
     with _open(path) as f:
-        return _Parser(f, path, keep_arrays).parse()
+        # one load checks the same file several times (memory estimate, GPU layers, the
+        # load itself): a big file unchanged since it passed is not read again
+        key = _identity(f, path) if not keep_arrays else None
+        if key is not None and key in _passed:
+            return _passed[key]
+        info = _Parser(f, path, keep_arrays).parse()
+    if key is not None:
+        _passed[key] = info
+        while len(_passed) > _REMEMBER_PASSED:
+            _passed.pop(next(iter(_passed)))
+    return info
+
+
+_passed: dict[tuple, GGUFInfo] = {}
+_REMEMBER_PASSED = 8
+_REMEMBER_FROM = 64 << 20  # bytes: a small file is re-read in no time, and may be rewritten within one mtime tick
+
+
+def _identity(f: BinaryIO, path: Path) -> tuple | None:
+    try:
+        st = os.fstat(f.fileno())
+    except OSError:
+        return None
+    if st.st_size < _REMEMBER_FROM:
+        return None
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def read_metadata(path: str | Path, keys: Collection[str] | None = None) -> dict[str, Any]:
