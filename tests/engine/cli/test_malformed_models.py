@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ModelFileError
@@ -96,6 +96,7 @@ def test_malformed_files_never_kill_a_tandem_process(engine_process, tmp_path_fa
     where = tmp_path_factory.mktemp(kind)
     path = write_model(where / "model.gguf", spec)
     _tried.append(kind)
+    event(kind)  # the mix of kinds shows in --hypothesis-show-statistics
     said = assert_one_line_refusal(generate(path), path, words)
     assert assert_one_line_refusal(bench(path, where / "bench"), path, words) == said
     message = engine_refusal(engine_process, path, f"load-{len(_tried)}")

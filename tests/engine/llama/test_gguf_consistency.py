@@ -9,10 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.errors import ModelFileError
 from engine.llama import gguf_check
-from tests.helpers.malformed_gguf import N_EMBD, N_FF, ModelSpec, good_spec, write_model
+from tests.helpers.malformed_gguf import KINDS, N_EMBD, N_FF, ModelSpec, corrupt, good_spec, write_model
 
 
 def refusal(tmp_path: Path, spec: ModelSpec) -> str:
@@ -28,6 +30,15 @@ def test_the_well_formed_spec_passes(tmp_path):
     info = gguf_check.check(write_model(tmp_path / "m.gguf", good_spec()))
     assert info.architecture == "llama" and len(info.tensors) == 12
     assert info.tensors[0].name == "token_embd.weight" and info.tensors[0].shape == (N_EMBD, 270)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(KINDS), a=st.integers(0, 2**32), b=st.integers(0, 2**32))
+def test_every_random_corruption_is_refused_naming_what_is_wrong(tmp_path_factory, kind, a, b):
+    """The check alone, many files (the process-level property test is in
+    tests/engine/cli/test_malformed_models.py)."""
+    spec, words = corrupt(good_spec(), kind, a, b)
+    assert words in refusal(tmp_path_factory.mktemp("c"), spec)
 
 
 # ---------------------------------------------------------------- the cases named in the issue
