@@ -53,6 +53,9 @@ def probe(path: Path) -> tuple[bool, str]:
     """Load `path` in a child process: (True, "") or (False, a one-line reason)."""
     env = {**os.environ, "PYTHONUTF8": "1"}
     env.pop("TANDEM_FAULT", None)  # a fault meant for the parent is not the child's
+    if not getattr(sys, "frozen", False):  # the child runs this very copy of the engine, wherever it is started
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
     try:
         done = subprocess.run(_child_command(path), env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=PROBE_TIMEOUT_S, check=False)
