@@ -119,3 +119,19 @@ def test_no_debugger_backtrace_on_abort_unless_asked(tmp_path, env, backtrace):
         assert len(lines) > 2
     else:
         assert len(lines) == 2, lines
+
+
+def test_the_packaged_app_dispatches_the_trial_to_the_child(tmp_path, capsys, monkeypatch):
+    """Frozen, the child is the app binary itself with --llama-probe (app/launcher.py)."""
+    from app import launcher
+
+    path = write_model(tmp_path / "a.gguf", good_spec())
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert load_guard._child_command(path) == [sys.executable, "--llama-probe", str(path)]
+    monkeypatch.undo()
+    assert launcher.main(["--llama-probe", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "ok"
+    bad = write_model(tmp_path / "b.gguf", replace(good_spec(), merges=None))
+    assert launcher.main(["--llama-probe", str(bad)]) == 1
+    said = capsys.readouterr().out.strip()
+    assert said == f"GGUF tokenizer.ggml.merges is missing; the 'gpt2' tokenizer needs it: {bad}"
