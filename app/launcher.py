@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> int:
         from engine.runtime.server import main as server_main
 
         return server_main()
+    if argv and argv[0] == "--llama-probe":
+        # A trial load of an untrusted model file in a throwaway process (engine/llama/load_guard.py).
+        from engine.llama.load_guard import child_main
+
+        return child_main(argv[1:])
     if argv and argv[0] == "--self-test":
         # Headless check of an install (packaging runs it offscreen); see app/self_test.py.
         from app.self_test import main as self_test_main

@@ -18,6 +18,14 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
+# When llama.cpp aborts (GGML_ASSERT) its handler runs gdb or lldb on the dying process:
+# seconds of hang and a screenful of backtrace for an end user.  ggml reads this
+# variable at abort time; TANDEM_LLAMA_BACKTRACE=1 keeps the backtrace for debugging.
+if os.environ.get("TANDEM_LLAMA_BACKTRACE") == "1":
+    os.environ.pop("GGML_NO_BACKTRACE", None)
+else:
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+
 import llama_cpp as C
 import numpy as np
 
@@ -28,20 +36,21 @@ from engine.llama.build_flags import cpu_reports_amx
 
 # llama.cpp is chatty on stderr.  Keep its recent warnings and errors so a failure
 # can say what llama.cpp said, and print nothing unless TANDEM_LLAMA_LOG is set.
-_LOG_LEVELS = {2: "warn", 3: "error"}
-_recent_log: deque[str] = deque(maxlen=40)
+# Levels are ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continues the last line.
+_WARN, _ERROR, _CONT = 3, 4, 5
+_recent_log: deque[tuple[int, str]] = deque(maxlen=40)
 _last_level = 0
 
 
 @C.llama_log_callback
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     global _last_level
-    if level == 5:  # continuation of the previous line
+    if level == _CONT:
         level = _last_level
     _last_level = level
     line = text.decode("utf-8", "replace")
-    if level in _LOG_LEVELS and line.strip():
-        _recent_log.append(line.strip())
+    if level >= _WARN and line.strip():
+        _recent_log.append((level, line.strip()))
     if os.environ.get("TANDEM_LLAMA_LOG"):
         print(line, end="", flush=True, file=__import__("sys").stderr)
 
@@ -77,11 +86,14 @@ def _shutdown() -> None:
 
 
 def last_llama_error() -> str:
-    """The first complaint llama.cpp logged since the last call was started."""
-    for line in _recent_log:
-        if any(word in line.lower() for word in ("error", "invalid", "failed", "cannot", "unable")):
-            return line
-    return _recent_log[-1] if _recent_log else "no message from llama.cpp"
+    """What llama.cpp said went wrong since the last call was started: its first
+    error-level line (the cause; later ones say only "failed to load"), else its last
+    warning, never an info line."""
+    errors = [line for level, line in _recent_log if level == _ERROR]
+    if errors:
+        return errors[0]
+    warnings = [line for level, line in _recent_log if level == _WARN]
+    return warnings[-1] if warnings else "no message from llama.cpp"
 
 
 def system_info() -> str:
@@ -111,30 +123,35 @@ def needs_amx_fallback() -> bool:
 class LlamaModel:
     """Weights plus vocabulary.  Several contexts may share one model."""
 
-    def __init__(
-        self, path: str | Path, *, n_gpu_layers: int = 0, vocab_only: bool = False, devices: int | None = None
-    ) -> None:
-        """`devices`: address of a NULL-terminated ggml device array (engine/llama/rpc.py)
-        the offloaded layers go to, instead of every local GPU."""
+    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, vocab_only: bool = False,
+                 guarded: bool = True, use_extra_bufts: bool | None = None, devices: int | None = None) -> None:
+        """`guarded=False` skips the child-process trial load (load_guard.py): only the
+        child itself, which is the trial, passes it.  `devices`: address of a
+        NULL-terminated ggml device array (engine/llama/rpc.py) the offloaded layers go
+        to, instead of every local GPU."""
         init_backend()
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelFileError(f"model file not found: {self.path}")
-        # llama.cpp must never parse a file that fails the defensive header check
+        # llama.cpp must never parse a file that fails the defensive check, and must
+        # not abort this process on one the check could not judge
+        from engine.llama import load_guard
         from engine.llama.gguf_check import check
 
         self.gguf = check(self.path)
+        if guarded:
+            load_guard.ensure_loadable(self.path)
         params = C.llama_model_default_params()
         params.n_gpu_layers = int(n_gpu_layers)
         params.vocab_only = vocab_only
         if devices is not None:
             params.devices = devices
-        params.use_extra_bufts = not needs_amx_fallback()
+        params.use_extra_bufts = not needs_amx_fallback() if use_extra_bufts is None else use_extra_bufts
         self.uses_extra_bufts = bool(params.use_extra_bufts)
         _recent_log.clear()
         self._model = C.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
-            raise ModelFileError(f"llama.cpp could not load {self.path.name}: {last_llama_error()}")
+            raise ModelFileError(f"llama.cpp could not load {self.path.name}: {last_llama_error()}: {self.path}")
         _open.add(self)
         self._vocab = C.llama_model_get_vocab(self._model)
         self.n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
@@ -194,6 +211,8 @@ class LlamaModel:
 
     def token_text(self, token: int) -> bytes:
         """The token's text as stored in the vocabulary (for compatibility checks)."""
+        if not 0 <= token < self.n_vocab:  # llama.cpp throws through its C API (abort)
+            return b""
         return C.llama_vocab_get_text(self._vocab, token) or b""
 
     def is_eog(self, token: int) -> bool:
@@ -222,6 +241,8 @@ class LlamaModel:
         cached = self._piece_cache.get(token)
         if cached is not None:
             return cached
+        if not 0 <= token < self.n_vocab:  # e.g. LLAMA_TOKEN_NULL for a model without BOS: llama.cpp would abort
+            return b""
         buf = ctypes.create_string_buffer(64)
         n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         if n < 0:

@@ -8,9 +8,12 @@ bound AND against the bytes actually left in the file *before* reading it, and k
 memory bounded (big arrays such as the tokenizer vocabulary are skipped, only
 summarized).  Every rejection is a ModelFileError with a one-line message.
 
-GGUF layout (little-endian): magic "GGUF", u32 version, u64 tensor count, u64 kv count,
-the kv pairs, the tensor infos (name, n_dims, dims, ggml type, offset), padding to
-`general.alignment`, then the tensor data.
+Past the header, llama.cpp also *asserts* (SIGABRT, not an error) on files whose parts
+contradict each other: the same token string twice, a vocabulary its score or type
+arrays do not cover, hyper-parameters its graph cannot be built from.  Those checks
+live beside this reader: gguf_vocab.py (the tokenizer) and gguf_model.py
+(hyper-parameters and tensor shapes of the catalog's architectures); the layout and
+type tables are in gguf_format.py.
 """
 
 from __future__ import annotations
@@ -18,15 +21,31 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.errors import ModelFileError
+from engine.llama.gguf_format import (
+    ARRAY,
+    DEFAULT_ALIGNMENT,
+    GGML_TYPES,
+    MAGIC,
+    SCALARS,
+    STRING,
+    SUPPORTED_VERSIONS,
+    TYPE_NAMES,
+    ArraySummary,
+    GGUFInfo,
+    TensorInfo,
+    is_int,
+)
+from engine.llama.gguf_format import show as _show
+from engine.llama.gguf_model import check_model
+from engine.llama.gguf_vocab import check_vocabulary
 
-MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
+__all__ = ["GGML_TYPES", "ArraySummary", "GGUFInfo", "TensorInfo", "check", "read_metadata"]
+
 MAX_TENSORS = 100_000
 MAX_KV = 100_000
 MAX_STRING = 16 * 1024 * 1024  # bytes; chat templates are a few KiB
@@ -36,106 +55,9 @@ MAX_TENSOR_NAME = 63  # GGML_MAX_NAME is 64 including the terminating NUL
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_ELEMENTS = 1 << 40  # per tensor; the largest real tensors are a few 1e9
 KEEP_ARRAY_ITEMS = 64  # arrays up to this length are returned in full
-DEFAULT_ALIGNMENT = 32
 _BUFFER = 1 << 20
-
-# GGUF metadata value types: id -> (name, struct format, size); strings and arrays apart
-_STRING, _ARRAY = 8, 9
-_SCALARS: dict[int, tuple[str, str, int]] = {
-    0: ("uint8", "B", 1),
-    1: ("int8", "b", 1),
-    2: ("uint16", "H", 2),
-    3: ("int16", "h", 2),
-    4: ("uint32", "I", 4),
-    5: ("int32", "i", 4),
-    6: ("float32", "f", 4),
-    7: ("bool", "?", 1),
-    10: ("uint64", "Q", 8),
-    11: ("int64", "q", 8),
-    12: ("float64", "d", 8),
-}
-_TYPE_NAMES = {**{k: v[0] for k, v in _SCALARS.items()}, _STRING: "string", _ARRAY: "array"}
-
-# ggml tensor types: id -> (name, elements per block, bytes per block)
-GGML_TYPES: dict[int, tuple[str, int, int]] = {
-    0: ("F32", 1, 4),
-    1: ("F16", 1, 2),
-    2: ("Q4_0", 32, 18),
-    3: ("Q4_1", 32, 20),
-    6: ("Q5_0", 32, 22),
-    7: ("Q5_1", 32, 24),
-    8: ("Q8_0", 32, 34),
-    9: ("Q8_1", 32, 40),
-    10: ("Q2_K", 256, 84),
-    11: ("Q3_K", 256, 110),
-    12: ("Q4_K", 256, 144),
-    13: ("Q5_K", 256, 176),
-    14: ("Q6_K", 256, 210),
-    15: ("Q8_K", 256, 292),
-    16: ("IQ2_XXS", 256, 66),
-    17: ("IQ2_XS", 256, 74),
-    18: ("IQ3_XXS", 256, 98),
-    19: ("IQ1_S", 256, 50),
-    20: ("IQ4_NL", 32, 18),
-    21: ("IQ3_S", 256, 110),
-    22: ("IQ2_S", 256, 82),
-    23: ("IQ4_XS", 256, 136),
-    24: ("I8", 1, 1),
-    25: ("I16", 1, 2),
-    26: ("I32", 1, 4),
-    27: ("I64", 1, 8),
-    28: ("F64", 1, 8),
-    29: ("IQ1_M", 256, 56),
-    30: ("BF16", 1, 2),
-    34: ("TQ1_0", 256, 54),
-    35: ("TQ2_0", 256, 66),
-    39: ("MXFP4", 32, 17),
-}
-
-
-@dataclass(frozen=True)
-class ArraySummary:
-    """Stands in for a metadata array too long to keep (e.g. tokenizer.ggml.tokens)."""
-
-    type: str
-    length: int
-
-    def __repr__(self) -> str:
-        return f"<{self.type}[{self.length}]>"
-
-
-@dataclass(frozen=True)
-class GGUFInfo:
-    path: Path
-    file_size: int
-    version: int
-    n_tensors: int
-    n_kv: int
-    alignment: int
-    data_offset: int  # where tensor data starts
-    data_end: int  # end of the last tensor's bytes (<= file_size)
-    metadata: Mapping[str, Any]  # scalars, strings, small arrays as lists, big ones as ArraySummary
-
-    def _str(self, key: str) -> str | None:
-        value = self.metadata.get(key)
-        return value if isinstance(value, str) else None
-
-    @property
-    def architecture(self) -> str | None:
-        return self._str("general.architecture")
-
-    @property
-    def name(self) -> str | None:
-        return self._str("general.name")
-
-    @property
-    def chat_template(self) -> str | None:
-        return self._str("tokenizer.chat_template")
-
-    @property
-    def context_length(self) -> int | None:
-        value = self.metadata.get(f"{self.architecture}.context_length")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+# read in full whatever their length, for the vocabulary checks (gguf_vocab.py)
+_TOKENS, _TOKEN_TYPES = "tokenizer.ggml.tokens", "tokenizer.ggml.token_type"
 
 
 def check(path: str | Path, *, keep_arrays: Collection[str] = ()) -> GGUFInfo:
@@ -146,7 +68,32 @@ def check(path: str | Path, *, keep_arrays: Collection[str] = ()) -> GGUFInfo:
     """
     path = Path(path)
     with _open(path) as f:
-        return _Parser(f, path, keep_arrays).parse()
+        # one load checks the same file several times (memory estimate, GPU layers, the
+        # load itself): a big file unchanged since it passed is not read again
+        key = _identity(f, path) if not keep_arrays else None
+        if key is not None and key in _passed:
+            return _passed[key]
+        info = _Parser(f, path, keep_arrays).parse()
+    if key is not None:
+        _passed[key] = info
+        while len(_passed) > _REMEMBER_PASSED:
+            _passed.pop(next(iter(_passed)))
+    return info
+
+
+_passed: dict[tuple, GGUFInfo] = {}
+_REMEMBER_PASSED = 8
+_REMEMBER_FROM = 64 << 20  # bytes: a small file is re-read in no time, and may be rewritten within one mtime tick
+
+
+def _identity(f: BinaryIO, path: Path) -> tuple | None:
+    try:
+        st = os.fstat(f.fileno())
+    except OSError:
+        return None
+    if st.st_size < _REMEMBER_FROM:
+        return None
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def read_metadata(path: str | Path, keys: Collection[str] | None = None) -> dict[str, Any]:
@@ -178,6 +125,10 @@ class _Parser:
         self.f, self.path, self.keep = f, path, frozenset(keep_arrays)
         self.size = _file_size(f, path)
         self.pos = 0
+        # the vocabulary as llama.cpp sees it (raw bytes, not decoded) for gguf_vocab.py
+        self.tokens: list[bytes] | None = None
+        self.token_types: list[int] | None = None
+        self.array_types: dict[str, str] = {}  # key -> item type of every array
 
     # -------------------------------------------------------------- primitives
     def fail(self, message: str) -> ModelFileError:
@@ -224,7 +175,7 @@ class _Parser:
         tensors = self.tensor_infos(n_tensors)
         data_offset = _align(self.pos, alignment)
         data_end = self.check_tensor_data(tensors, data_offset, alignment)
-        return GGUFInfo(
+        info = GGUFInfo(
             path=self.path,
             file_size=self.size,
             version=version,
@@ -234,7 +185,12 @@ class _Parser:
             data_offset=data_offset,
             data_end=data_end,
             metadata=metadata,
+            tensors=tuple(tensors),
         )
+        # what llama.cpp would assert on (abort) or refuse with a vaguer message
+        check_vocabulary(info.metadata, self.array_types, self.tokens, self.token_types, self.fail)
+        check_model(info, self.fail)
+        return info
 
     def header(self) -> tuple[int, int, int]:
         if self.size < len(MAGIC):
@@ -267,44 +223,51 @@ class _Parser:
         return metadata
 
     def value(self, vtype: int, key: str) -> Any:
-        if vtype in _SCALARS:
-            _, fmt, size = _SCALARS[vtype]
+        if vtype in SCALARS:
+            _, fmt, size = SCALARS[vtype]
             return struct.unpack("<" + fmt, self.take(size, f"value of key '{_show(key)}'"))[0]
-        if vtype == _STRING:
+        if vtype == STRING:
             raw = self.string(f"at key '{_show(key)}'", MAX_STRING, "GGUF metadata string too long")
             return raw.decode("utf-8", errors="replace")
-        if vtype == _ARRAY:
+        if vtype == ARRAY:
             return self.array(key)
         raise self.fail(f"GGUF metadata key '{_show(key)}' has unknown value type {vtype}")
 
     def array(self, key: str) -> Any:
         etype = self.u32(f"array type of key '{_show(key)}'")
         n = self.u64(f"array length of key '{_show(key)}'")
-        if etype not in _SCALARS and etype != _STRING:
+        if etype not in SCALARS and etype != STRING:
             # nested arrays: llama.cpp rejects them too
             raise self.fail(
-                f"GGUF metadata array '{_show(key)}' has unsupported item type {_TYPE_NAMES.get(etype, etype)}"
+                f"GGUF metadata array '{_show(key)}' has unsupported item type {TYPE_NAMES.get(etype, etype)}"
             )
         if n > MAX_ARRAY:
             raise self.fail(f"GGUF metadata array too long ({n} items) at key '{_show(key)}'")
-        min_item = _SCALARS[etype][2] if etype in _SCALARS else 8
+        min_item = SCALARS[etype][2] if etype in SCALARS else 8
         if n * min_item > self.remaining():
             raise self._truncated(f"array '{_show(key)}' of {n} items")
         keep = n <= KEEP_ARRAY_ITEMS or key in self.keep
-        read = self.string_items if etype == _STRING else partial(self.scalar_items, etype)
-        items = read(n, key, keep)
-        return items if keep else ArraySummary(_TYPE_NAMES[etype], n)
+        self.array_types[key] = TYPE_NAMES[etype]
+        if key == _TOKENS and etype == STRING:
+            self.tokens = self.string_items(n, key, True, raw=True)
+            items = [t.decode("utf-8", errors="replace") for t in self.tokens] if keep else None
+        elif key == _TOKEN_TYPES and etype in SCALARS:
+            items = self.token_types = self.scalar_items(etype, n, key, True)
+        else:
+            read = self.string_items if etype == STRING else partial(self.scalar_items, etype)
+            items = read(n, key, keep)
+        return items if keep else ArraySummary(TYPE_NAMES[etype], n)
 
     def scalar_items(self, etype: int, n: int, key: str, keep: bool) -> list | None:
-        _, fmt, size = _SCALARS[etype]
+        _, fmt, size = SCALARS[etype]
         if not keep:
             self.skip(n * size, f"array '{_show(key)}'")
             return None
         return list(struct.unpack(f"<{n}{fmt}", self.take(n * size, f"array '{_show(key)}'")))
 
-    def string_items(self, n: int, key: str, keep: bool) -> list[str] | None:
+    def string_items(self, n: int, key: str, keep: bool, raw: bool = False) -> list | None:
         # the hot loop of the whole check (150k+ tokenizer strings): locals, no helpers
-        items: list[str] | None = [] if keep else None
+        items: list | None = [] if keep else None
         f, size, pos, unpack = self.f, self.size, self.pos, struct.Struct("<Q").unpack
         for i in range(n):
             if size - pos < 8:
@@ -319,7 +282,8 @@ class _Parser:
                 self.pos = pos
                 raise self._truncated(f"item {i} of array '{_show(key)}'")
             if items is not None:
-                items.append(f.read(length).decode("utf-8", errors="replace"))
+                data = f.read(length)
+                items.append(data if raw else data.decode("utf-8", errors="replace"))
             else:
                 f.seek(length, 1)
             pos += length
@@ -330,13 +294,13 @@ class _Parser:
 
     def alignment(self, metadata: Mapping[str, Any]) -> int:
         value = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
+        if not is_int(value) or value <= 0 or value & (value - 1):
             raise self.fail(f"GGUF general.alignment must be a power of two, got {value!r}")
         return value
 
-    def tensor_infos(self, n_tensors: int) -> list[tuple[str, int, int]]:
-        """(name, offset, n_bytes) of every tensor, each checked for shape and type."""
-        tensors: list[tuple[str, int, int]] = []
+    def tensor_infos(self, n_tensors: int) -> list[TensorInfo]:
+        """Every tensor's name, shape, type and place, each checked for shape and type."""
+        tensors: list[TensorInfo] = []
         seen: set[str] = set()
         for i in range(n_tensors):
             raw = self.string(f"in tensor #{i}", MAX_TENSOR_NAME, "GGUF tensor name too long")
@@ -347,7 +311,7 @@ class _Parser:
             tensors.append(self.tensor_info(name))
         return tensors
 
-    def tensor_info(self, name: str) -> tuple[str, int, int]:
+    def tensor_info(self, name: str) -> TensorInfo:
         n_dims = self.u32(f"dimension count of tensor '{_show(name)}'")
         if not 1 <= n_dims <= MAX_DIMS:
             raise self.fail(f"GGUF tensor '{_show(name)}' has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
@@ -368,20 +332,28 @@ class _Parser:
                 f"GGUF tensor '{_show(name)}' row of {dims[0]} is not a multiple of the {type_name} block ({block})"
             )
         offset = self.u64(f"offset of tensor '{_show(name)}'")
-        return name, offset, n_elements // block * block_bytes
+        return TensorInfo(name, tuple(dims), type_name, offset, n_elements // block * block_bytes)
 
-    def check_tensor_data(self, tensors: list[tuple[str, int, int]], data_offset: int, alignment: int) -> int:
-        """Every tensor's bytes must lie inside the file: catches truncated downloads."""
-        data_end = data_offset
-        for name, offset, n_bytes in tensors:
-            if offset % alignment:
-                raise self.fail(f"GGUF tensor '{_show(name)}' offset {offset} is not aligned to {alignment}")
-            end = data_offset + offset + n_bytes
-            if end > self.size:
+    def check_tensor_data(self, tensors: list[TensorInfo], data_offset: int, alignment: int) -> int:
+        """Every tensor's bytes must lie inside the file (catches truncated downloads), one
+        tensor after the other as llama.cpp's reader requires."""
+        data_end = expected = data_offset
+        for t in tensors:
+            if t.offset % alignment:
+                raise self.fail(f"GGUF tensor '{_show(t.name)}' offset {t.offset} is not aligned to {alignment}")
+            start = data_offset + t.offset
+            if start + t.n_bytes > self.size:
                 raise self.fail(
-                    f"truncated GGUF: tensor '{_show(name)}' ends at byte {end} but the file has {self.size} bytes"
+                    f"truncated GGUF: tensor '{_show(t.name)}' ends at byte {start + t.n_bytes} "
+                    f"but the file has {self.size} bytes"
                 )
-            data_end = max(data_end, end)
+            if start != expected:
+                raise self.fail(
+                    f"GGUF tensor '{_show(t.name)}' data offset {t.offset} should be {expected - data_offset} "
+                    "(right after the tensor before it)"
+                )
+            expected = _align(start + t.n_bytes, alignment)
+            data_end = max(data_end, start + t.n_bytes)
         return data_end
 
 
@@ -390,13 +362,6 @@ def _file_size(f: BinaryIO, path: Path) -> int:
         return os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise ModelFileError(f"cannot read model file ({exc.strerror or exc}): {path}") from None
-
-
-def _show(name: str, limit: int = 60) -> str:
-    """A key or tensor name fit for a one-line message: hostile files put newlines,
-    control characters and megabytes into names."""
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in name[: limit + 1])
-    return text if len(name) <= limit else text[:limit] + "…"
 
 
 def _align(offset: int, alignment: int) -> int:
