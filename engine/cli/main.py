@@ -15,6 +15,7 @@ COMMANDS = {
     "models": "engine.cli.models",
     "doctor": "engine.cli.doctor",
     "bench": "engine.cli.bench",
+    "serve": "engine.cli.serve",
 }
 
 
