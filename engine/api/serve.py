@@ -91,13 +91,15 @@ class HttpServer:
         """Bind and serve; returns the base URL once requests are accepted."""
         require_stack()
         import uvicorn
+        import uvicorn.lifespan.off  # uvicorn loads it by name: imported here, PyInstaller bundles it
+        from uvicorn.protocols.http.h11_impl import H11Protocol
 
         from engine.api.http import Api
 
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.api = Api(self.backend, self.api_key, loopback=is_loopback(sock))
-        config = uvicorn.Config(self.api.asgi, log_config=None, access_log=False, lifespan="off", http="h11",
+        config = uvicorn.Config(self.api.asgi, log_config=None, access_log=False, lifespan="off", http=H11Protocol,
                                 loop="asyncio", ws="none", server_header=False,
                                 timeout_graceful_shutdown=int(GRACE_S))
         server = uvicorn.Server(config)
