@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from engine.api.jobs import Job, ModelInfo
+from engine.api.protocol import ApiError
 from engine.errors import Cancelled, ContextOverflowError, TandemError
 from engine.runtime.session import Engine
 
@@ -51,14 +52,14 @@ def run_job(engine: Engine | None, job: Job) -> None:
     try:
         if job.cancel.is_set():
             raise Cancelled("cancelled before it started")
-        if engine is None:
-            raise TandemError("no model is loaded")
+        if engine is None:  # the window's models failed to load while this request waited
+            raise ApiError(503, "no model is loaded", type="server_error", code="model_not_loaded")
         tokens = prompt_tokens(engine, job)
         job.started(len(tokens))
         reply = engine.generate_tokens(tokens, job.settings, cancel=job.cancel, on_event=job.on_event)
         job.reason, job.tokens = reply.reason, len(reply.tokens)
     except BaseException as exc:
-        if not isinstance(exc, TandemError):
+        if not isinstance(exc, TandemError | ApiError):
             log.exception("request %d failed", job.number)
         job.fail(exc)
     finally:

@@ -83,16 +83,18 @@ def test_a_port_in_use_is_reported_in_the_window(qtbot, tiny_env, open_window):
     assert send_and_wait(qtbot, window, "still fine").text is not None  # the engine is unharmed
 
 
-def test_a_saved_switch_starts_the_server_with_the_app(qtbot, tiny_env, open_window):
+def test_a_saved_switch_starts_the_server_with_the_app_and_warns_about_the_network(qtbot, tiny_env, open_window):
     from app.settings_store import ServerPrefs, SettingsStore
 
     configure(mode="off", max_tokens=4)
     port = free_port()
     store = SettingsStore()
-    store.set_server(ServerPrefs(enabled=True, port=port, api_key="k"))
+    store.set_server(ServerPrefs(enabled=True, port=port, api_key="k", network=True))
     store.sync()
     window = open_window().window
     qtbot.waitUntil(window.status.server.isVisible, timeout=20000)
+    assert window.status.server.text() == f"API http://0.0.0.0:{port}/v1"
+    assert "other computers on the network can reach it" in window.banner.label.text()  # warned
     r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
     assert r.status_code == 401  # the saved API key is required
     r = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": "Bearer k"}, timeout=10)

@@ -22,7 +22,7 @@ from engine.api.jobs import Backend
 from engine.api.serve import HttpServer
 from engine.cli.main import main as cli_main
 from engine.errors import TandemError
-from engine.runtime.api_jobs import JobWorker, model_info
+from engine.runtime.api_jobs import JobWorker, model_info, run_job
 from engine.runtime.session import Engine
 from engine.settings import GenerationSettings, LoadSettings
 
@@ -302,6 +302,19 @@ def test_no_model_loaded_is_503(served):
     url = server.start()
     try:
         assert httpx.get(f"{url}/health", timeout=10).status_code == 503
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=10,
+                       json={"model": "tandem", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_loaded"
+    finally:
+        server.stop()
+
+
+def test_a_request_that_finds_no_engine_gets_503(served):
+    """The app's models failed to load while the request waited for its turn."""
+    backend = Backend(submit=lambda job: run_job(None, job), model=served.backend.model, defaults=GenerationSettings)
+    server = HttpServer(backend, "127.0.0.1", 0)
+    url = server.start()
+    try:
         r = httpx.post(f"{url}/v1/chat/completions", timeout=10,
                        json={"model": "tandem", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_loaded"
