@@ -345,12 +345,17 @@ def test_listening_beyond_loopback_is_warned(served):
 @pytest.mark.models
 @pytest.mark.slow
 def test_real_pair_chat_through_the_openai_client(qwen_engine):
-    """The default pair behind the server: the greedy reply equals the engine's own
-    plain decoding, and the draft model did speculate."""
+    """The default pair behind the server: greedy replies, whole and streamed, equal the
+    engine's own plain decoding by the project's rule (engine/bench/equivalence.py: a
+    difference only after a near-tie, where batched and single decodes may flip), and
+    speculation ran."""
+    from engine.bench.equivalence import IDENTICAL, NEAR, compare_text, token_pieces
+
     question = [{"role": "user", "content": "Write a Python function that returns the n-th Fibonacci number."}]
-    plain = GenerationSettings(max_tokens=64)
-    plain.spec.mode = "off"
-    want = qwen_engine.reply(question, plain).text
+    plain_settings = GenerationSettings(max_tokens=64)
+    plain_settings.spec.mode = "off"
+    plain = qwen_engine.reply(question, plain_settings, record_margins=True)
+    pieces = token_pieces(qwen_engine.target_model, plain.tokens)
     worker = JobWorker(qwen_engine)
     info = model_info(qwen_engine)
     server = HttpServer(Backend(submit=worker.submit, model=lambda: info, defaults=GenerationSettings), "127.0.0.1", 0)
@@ -358,11 +363,14 @@ def test_real_pair_chat_through_the_openai_client(qwen_engine):
     try:
         client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
         reply = client.chat.completions.create(model=info.id, messages=question, max_tokens=64)
-        assert reply.choices[0].message.content == want
         stats = reply.model_extra["tandem"]
-        assert stats["mode"] == "auto" and stats["steps"] < 64
+        assert stats["mode"] == "auto" and stats["steps"] < 64 and reply.usage.completion_tokens == 64
         streamed = client.chat.completions.create(model="tandem", messages=question, max_tokens=64, stream=True)
-        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == want
+        texts = [reply.choices[0].message.content,
+                 "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)]
+        for text in texts:
+            verdict = compare_text(pieces, plain.margins, text)
+            assert verdict["status"] in (IDENTICAL, NEAR), verdict
     finally:
         server.stop()
         worker.stop()
