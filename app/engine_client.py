@@ -62,6 +62,8 @@ class EngineClient(QObject):
     error = Signal(str, str, str)  # request id ("" if none), message, kind
     measured = Signal(str, dict)
     crashed = Signal(str, str)  # what happened, last lines of the engine's stderr
+    serving = Signal(str, dict)  # request id, {"url", "warning"}: the local API server is up
+    unserved = Signal(str)  # request id: the local API server has stopped
     running_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None, command: list[str] | None = None) -> None:
@@ -175,6 +177,22 @@ class EngineClient(QObject):
         self._send({"op": "ping", "id": req_id})
         return req_id
 
+    def serve(self, host: str, port: int, api_key: str | None, settings: GenerationSettings) -> str:
+        """Start the OpenAI-compatible server inside the engine process (engine/api)."""
+        req_id = self.new_id("serve")
+        self._send({"op": "serve", "id": req_id, "host": host, "port": port, "api_key": api_key,
+                    "settings": settings.to_dict()})
+        return req_id
+
+    def serve_settings(self, settings: GenerationSettings) -> None:
+        """The API's defaults follow the window's settings."""
+        self._send({"op": "serve_settings", "settings": settings.to_dict()})
+
+    def unserve(self) -> str:
+        req_id = self.new_id("unserve")
+        self._send({"op": "unserve", "id": req_id})
+        return req_id
+
     def _send(self, request: dict[str, Any]) -> None:
         # ASCII-only JSON: the child's stdin encoding can never mangle a message
         line = (json.dumps(request, ensure_ascii=True) + "\n").encode("ascii")
@@ -244,6 +262,10 @@ class EngineClient(QObject):
             self.error.emit(req_id, str(event.get("message", "")), str(event.get("kind", "error")))
         elif kind == "measured":
             self.measured.emit(req_id, event)
+        elif kind == "serving":
+            self.serving.emit(req_id, event)
+        elif kind == "unserved":
+            self.unserved.emit(req_id)
 
     def _on_error(self, proc: QProcess, error: QProcess.ProcessError) -> None:
         if proc is self._proc and error == QProcess.ProcessError.FailedToStart:

@@ -20,8 +20,8 @@ from app import model_choice
 from app.engine_client import EngineClient
 from app.jobs import Task
 from app.model_choice import Resolved
-from app.settings_store import ModelChoice, SettingsStore
-from engine.settings import LoadSettings
+from app.settings_store import ModelChoice, ServerPrefs, SettingsStore
+from engine.settings import GenerationSettings, LoadSettings
 
 STATES = ("checking", "missing", "loading", "ready", "load_failed", "crashed")
 
@@ -36,6 +36,7 @@ class EngineController(QObject):
     baseline_changed = Signal(float)
     measure_started = Signal()
     measure_result = Signal(str, str)  # what "Re-measure plain speed" found, banner kind ("info"/"warn"/"error")
+    server_changed = Signal(str, str)  # local server address ("" when off), a warning or why it failed ("")
 
     def __init__(self, client: EngineClient, settings: SettingsStore, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,6 +52,14 @@ class EngineController(QObject):
         self._load_id: str | None = None
         self._measure_id: str | None = None
         self._resolve_task: Task | None = None
+        # the "Local server" switch: the API runs inside the engine process (engine/api), so it
+        # follows the process: started with each one, gone with a crash, back with a restart
+        self.server_prefs: ServerPrefs = settings.server()
+        self.server_url = ""
+        self._serve_id: str | None = None
+        client.ready.connect(lambda _pid: self.server_prefs.enabled and self._send_server())
+        client.serving.connect(self._on_serving)
+        client.unserved.connect(lambda req_id: req_id == self._serve_id and self._server_is("", ""))
         client.loading.connect(self._on_loading)
         client.loaded.connect(self._on_loaded)
         client.error.connect(self._on_error)
@@ -105,6 +114,34 @@ class EngineController(QObject):
             return  # one is running
         self._measure_id = self.client.measure()
         self.measure_started.emit()
+
+    def apply_server(self, prefs: ServerPrefs) -> None:
+        """Save the local server switch and apply it to the running engine process."""
+        changed = prefs != self.server_prefs
+        self.settings.set_server(prefs)
+        self.server_prefs = prefs
+        if changed and self.client.running:
+            self._send_server()
+
+    def sync_server_settings(self, gen: GenerationSettings) -> None:
+        """The API answers with the window's settings (speculation mode, sampling, max tokens)."""
+        if self.server_prefs.enabled and self.client.running:
+            self.client.serve_settings(gen)
+
+    def _send_server(self) -> None:
+        p = self.server_prefs
+        if p.enabled:
+            self._serve_id = self.client.serve(p.host, p.port, p.api_key or None, self.settings.generation())
+        else:
+            self._serve_id = self.client.unserve()
+
+    def _on_serving(self, req_id: str, event: dict) -> None:
+        if req_id == self._serve_id:
+            self._server_is(str(event.get("url") or ""), str(event.get("warning") or ""))
+
+    def _server_is(self, url: str, message: str) -> None:
+        self.server_url = url
+        self.server_changed.emit(url, message)
 
     def shutdown(self) -> None:
         if self._resolve_task is not None:
@@ -171,6 +208,8 @@ class EngineController(QObject):
         if req_id and req_id == self._measure_id:
             self._measure_id = None
             self.measure_result.emit(f"Could not measure plain speed: {message}", "error")
+        if req_id and req_id == self._serve_id:
+            self._server_is("", f"The local server could not start: {message}")
         if req_id and req_id == self._load_id:
             self.info = None
             self._set_state("load_failed")
@@ -180,6 +219,8 @@ class EngineController(QObject):
         self._measure_id = None
         self.crashed_while = "loading" if self.state == "loading" else ""
         self.info = None
+        if self.server_url:
+            self._server_is("", "")  # it lived in the engine process; a restart brings it back
         self._set_state("crashed")
         self.crashed.emit(what, tail)
 

@@ -218,7 +218,8 @@ def server_command() -> list[str]:
 
 
 def check_server(timeout: float = 60.0) -> float:
-    """Start the engine process as the GUI does and ping it; returns seconds to "pong"."""
+    """Start the engine process as the GUI does, ping it and switch its local API server
+    on and off (the web stack is in the install); returns seconds to the end."""
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if not getattr(sys, "frozen", False):
@@ -226,15 +227,20 @@ def check_server(timeout: float = 60.0) -> float:
     started = time.perf_counter()
     try:
         out = subprocess.run(
-            server_command(), input='{"op": "ping", "id": "st"}\n{"op": "shutdown"}\n',
+            server_command(), input='{"op": "ping", "id": "st"}\n{"op": "serve", "id": "st-api", "port": 0}\n'
+                                    '{"op": "unserve", "id": "st-api-off"}\n{"op": "shutdown"}\n',
             capture_output=True, text=True, timeout=timeout, env=env,
         )
     except subprocess.TimeoutExpired:
         raise SelfTestError(f"the engine process did not answer a ping within {timeout:.0f}s") from None
-    types = [json.loads(line).get("type") for line in out.stdout.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    types = [e.get("type") for e in events]
     if out.returncode != 0 or types[:2] != ["ready", "pong"]:
         tail = (out.stderr.strip().splitlines() or ["no stderr"])[-1]
         raise SelfTestError(f"engine process: exit {out.returncode}, said {types} ({tail})")
+    if types[2:4] != ["serving", "unserved"]:
+        why = next((e.get("message") for e in events if e.get("type") == "error"), types)
+        raise SelfTestError(f"the local API server does not start in this install: {why}")
     took = time.perf_counter() - started
     say(f"engine process ({' '.join(Path(c).name for c in server_command())}) answered in {took:.2f}s")
     return took

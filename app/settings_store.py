@@ -50,6 +50,20 @@ class UiPrefs:
     stats_visible: bool = True
 
 
+@dataclass
+class ServerPrefs:
+    """The "Local server" switch: Tandem's OpenAI-compatible API (engine/api)."""
+
+    enabled: bool = False
+    port: int = 8080
+    network: bool = False  # listen on every address, not only this computer's loopback
+    api_key: str = ""  # "" = none
+
+    @property
+    def host(self) -> str:
+        return "0.0.0.0" if self.network else "127.0.0.1"
+
+
 class SettingsStore:
     """Typed access to QSettings.  Pass a QSettings to use another scope (tests)."""
 
@@ -141,6 +155,21 @@ class SettingsStore:
     def set_model_choice(self, choice: ModelChoice) -> None:
         for f in fields(ModelChoice):
             self.qs.setValue(f"models/{f.name}", getattr(choice, f.name))
+
+    # ---------------------------------------------------------------- local server
+
+    def server(self) -> ServerPrefs:
+        d = ServerPrefs()
+        return ServerPrefs(
+            enabled=self._bool("server/enabled", d.enabled),
+            port=self._int("server/port", d.port, 1, 65535),
+            network=self._bool("server/network", d.network),
+            api_key=str(self.qs.value("server/api_key", d.api_key) or "").strip(),
+        )
+
+    def set_server(self, prefs: ServerPrefs) -> None:
+        for f in fields(ServerPrefs):
+            self.qs.setValue(f"server/{f.name}", getattr(prefs, f.name))
 
     # ---------------------------------------------------------------- UI
 

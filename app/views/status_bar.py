@@ -3,6 +3,7 @@ and the measured plain-decoding speed."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from app.theme import Colors
@@ -27,8 +28,19 @@ class StatusLabels:
         self.pair.setToolTip("Target model · draft model")
         self.baseline = QLabel()
         self.baseline.setToolTip("Plain decoding speed of the target, measured on this computer")
-        for label in (self.engine, self.mode, self.pair, self.baseline):
+        self.server = QLabel()
+        self.server.setObjectName("statusServer")
+        self.server.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.server.hide()
+        for label in (self.engine, self.mode, self.pair, self.baseline, self.server):
             bar.addPermanentWidget(label)
+
+    def set_server(self, url: str) -> None:
+        """The local server's address (Settings → Local server), or nothing while it is off."""
+        self.server.setText(f"API {url}/v1" if url else "")
+        self.server.setToolTip("OpenAI-compatible API of this window's engine: use it as the base URL "
+                               "in an editor or the openai client" if url else "")
+        self.server.setVisible(bool(url))
 
     def set_mode(self, mode: str) -> None:
         self.mode.setText("Speculation: off" if mode == "off" else f"Speculation: {mode}")

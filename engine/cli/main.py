@@ -16,6 +16,7 @@ COMMANDS = {
     "doctor": "engine.cli.doctor",
     "bench": "engine.cli.bench",
     "rpc-server": "engine.cli.rpc_server",
+    "serve": "engine.cli.serve",
 }
 
 

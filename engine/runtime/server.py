@@ -12,14 +12,24 @@ Requests (one JSON object per line):
     {"op": "measure"}                                  -> "measured" (re-measures costs and baseline)
     {"op": "forget_warm"}                              -> deletes the saved conversation cache (no reply)
     {"op": "ping"}                                     -> "pong"
+    {"op": "serve", "id": ID, "host": H, "port": P, "api_key": K or null, "settings": {GenerationSettings}}
+                                                       -> "serving" {url, warning} or "error"
+    {"op": "serve_settings", "settings": {...}}        -> (the API's defaults follow the app's settings)
+    {"op": "unserve", "id": ID}                        -> "unserved"
     {"op": "shutdown"}
 Every event carries the request's "id" (load/measure use the id given, if any).
 Engine events are engine/decoding/events.py dataclasses as dicts.
+
+The app's "Local server" switch (issue 15) runs the OpenAI-compatible API
+(engine/api) inside this process: its requests join the same job queue as the
+window's, so one Engine, one set of KV caches and one worker thread serve both, in
+the order requests arrive.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import sys
@@ -41,6 +51,9 @@ class Server:
         self._jobs: queue.Queue[dict | None] = queue.Queue()
         self._cancels: dict[str, threading.Event] = {}
         self._cancelled: set[str] = set()
+        self.http = None  # engine.api.serve.HttpServer while the app's "Local server" switch is on
+        self._api_model = None  # engine.api.jobs.ModelInfo of the loaded pair, for the API
+        self._api_settings = GenerationSettings()
 
     # ------------------------------------------------------------------ io
 
@@ -80,10 +93,13 @@ class Server:
                 self.send({"type": "pong", "id": req.get("id")})
             elif op == "shutdown":
                 break
+            elif op in ("serve", "serve_settings", "unserve"):
+                self._http_op(op, req)
             else:
                 if op == "generate":
                     self._cancels[req.get("id")] = threading.Event()
                 self._jobs.put(req)
+        self._stop_http()
         self._jobs.put(None)
         for event in self._cancels.values():
             event.set()
@@ -123,6 +139,7 @@ class Server:
 
         load = LoadSettings.from_dict(req["load"])
         self.send({"type": "loading", "id": req.get("id"), "message": "loading models"})
+        self._api_model = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -131,6 +148,9 @@ class Server:
         self.send({"type": "loading", "id": req.get("id"), "message": "measuring this machine's decode speed"})
         cost = engine.cost_model()
         baseline = engine.baseline_tps()
+        from engine.runtime.api_jobs import model_info
+
+        self._api_model = model_info(engine)
         self.send({
             "type": "loaded",
             "id": req.get("id"),
@@ -175,6 +195,46 @@ class Server:
         engine.reply(req["messages"], settings, cancel=cancel, on_event=forward,
                      record_margins=bool(req.get("record_margins")))
 
+    def _op_api(self, req: dict) -> None:
+        from engine.runtime.api_jobs import run_job
+
+        run_job(self.engine, req["job"])  # answers the HTTP client, whatever happens
+
+    # ------------------------------------------------------------------ local server
+
+    def _http_op(self, op: str, req: dict) -> None:
+        """The app's "Local server" switch.  Runs on the reader thread: starting and
+        stopping the HTTP thread never waits for the engine."""
+        req_id = req.get("id")
+        try:
+            if "settings" in req:
+                self._api_settings = GenerationSettings.from_dict(req.get("settings") or {})
+            if op == "serve":
+                self._start_http(str(req.get("host") or "127.0.0.1"), int(req.get("port", 8080)),
+                                 req.get("api_key") or None)
+                self.send({"type": "serving", "id": req_id, "url": self.http.url, "warning": self.http.warning()})
+            elif op == "unserve":
+                self._stop_http()
+                self.send({"type": "unserved", "id": req_id})
+        except BaseException as exc:  # a port in use, the web stack missing: told, never fatal
+            self.send_error(req_id, exc)
+
+    def _start_http(self, host: str, port: int, api_key: str | None) -> None:
+        from engine.api.jobs import Backend
+        from engine.api.serve import HttpServer
+
+        self._stop_http()
+        backend = Backend(submit=lambda job: self._jobs.put({"op": "api", "id": None, "job": job}),
+                          model=lambda: self._api_model, defaults=lambda: self._api_settings)
+        server = HttpServer(backend, host, port, api_key)
+        server.start()
+        self.http = server
+
+    def _stop_http(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+
     def _engine(self):
         if self.engine is None:
             raise TandemError("no model loaded")
@@ -199,6 +259,8 @@ def main() -> int:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
+    # the local server's warnings and failures go to stderr, which the window keeps for its crash details
+    logging.basicConfig(level=logging.WARNING, format="[tandem api] %(message)s", stream=sys.stderr)
     Server(protocol).serve(sys.stdin)
     return 0
 

@@ -19,9 +19,11 @@ ALLOWED = {
     "models": {"llama"},
     "decoding": {"llama"},
     "drafters": {"llama", "decoding"},
-    "runtime": {"llama", "models", "decoding", "drafters"},
-    "bench": {"llama", "models", "decoding", "drafters", "runtime"},
-    "cli": {"llama", "models", "decoding", "drafters", "runtime", "bench"},
+    # the HTTP API knows events and settings only; whoever owns the engine hands it a Backend
+    "api": {"decoding"},
+    "runtime": {"llama", "models", "decoding", "drafters", "api"},
+    "bench": {"llama", "models", "decoding", "drafters", "api", "runtime"},
+    "cli": {"llama", "models", "decoding", "drafters", "api", "runtime", "bench"},
 }
 
 
