@@ -34,6 +34,7 @@ SEP = -1
 _MUL = 0x9E3779B97F4A7C15  # odd 64-bit multiplier of the rolling hash
 _MASK = (1 << 64) - 1
 _BLOCK = 16  # depths compared per vectorised step of the backward extension
+BULK = 256  # tokens appended at once that are hashed vectorised
 MERGE_AFTER = 4096  # tokens appended one by one before they are merged into the sorted arrays
 
 
@@ -116,8 +117,24 @@ class SuffixIndex:
                     self._merge_recent()
 
     def extend(self, tokens: Sequence[int]) -> None:
-        for t in tokens:
-            self.append(int(t))
+        """More tokens of the current document; many at once (a new conversation's
+        prompt) are hashed in one vectorised pass."""
+        if len(tokens) < BULK:
+            for t in tokens:
+                self.append(int(t))
+            return
+        arr = np.asarray(tokens, dtype=np.int32)
+        start, k = self.n, self.key_len
+        self._reserve(len(arr))
+        self._buf[start : start + len(arr)] = arr
+        self.n += len(arr)
+        lo = max(0, start - k + 1)
+        seg = self._buf[lo : self.n]
+        keys = _hash_windows(seg, k)  # window j is seg[j:j+k], followed by position lo+j+k
+        pos = np.arange(lo + k, self.n + 1)
+        seps = np.concatenate([[0], np.cumsum(seg == SEP)])
+        keep = (pos > start) & (seps[k:] == seps[:-k])  # new, and no separator inside
+        self._merge(keys[keep], pos[keep].astype(np.int32))
 
     def add_document(self, tokens: Sequence[int]) -> None:
         """A whole document at once, then a separator (the history: one reply)."""
@@ -260,3 +277,28 @@ class SuffixIndex:
                 continue
             expand(len(out) - 1, prob, nxt)
         return out
+
+
+def branches(
+    index: SuffixIndex, query: Sequence[int], max_len: int, n_branches: int = 2
+) -> list[tuple[list[int], int]]:
+    """Up to `n_branches` chains with distinct first tokens, most frequent first, each
+    following its most frequent child: [(tokens, match length)].  The shape the
+    benchmark's replay policies read (engine/bench/replay.py)."""
+    m = index.match(query)
+    if m is None:
+        return []
+    cands = index.speculate(m, max_len * n_branches, min_prob=0.0)
+    out: list[tuple[list[int], int]] = []
+    for i, c in enumerate(cands):
+        if c.parent != -1 or len(out) >= n_branches:
+            continue
+        chain, j = [c.token], i
+        while len(chain) < max_len:
+            kids = [k for k in range(j + 1, len(cands)) if cands[k].parent == j]
+            if not kids:
+                break
+            j = kids[0]  # the first child taken is the most frequent
+            chain.append(cands[j].token)
+        out.append((chain, m.length))
+    return out

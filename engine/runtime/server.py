@@ -9,6 +9,7 @@ Requests (one JSON object per line):
                                                        -> "text"/"step"/"notice" events, then "done" or "error"
     {"op": "cancel", "id": ID}                         -> the generation ends with reason "cancelled"
     {"op": "measure"}                                  -> "measured" (re-measures costs and baseline)
+    {"op": "forget_history"}                           -> "history_forgotten" (deletes the speculation history)
     {"op": "ping"}                                     -> "pong"
     {"op": "shutdown"}
 Every event carries the request's "id" (load/measure use the id given, if any).
@@ -148,6 +149,17 @@ class Server:
         baseline = engine.baseline_tps(remeasure=True)
         self.send({"type": "measured", "id": req.get("id"), "baseline_tps": baseline,
                    "cost": {"target": cost.target.to_dict(), "draft": cost.draft.to_dict() if cost.draft else None}})
+
+    def _op_forget_history(self, req: dict) -> None:
+        """Settings → "Forget speculation history": works with or without a model loaded."""
+        if self.engine is not None:
+            files = self.engine.forget_history()
+        else:
+            from engine.drafters.history import forget_all
+            from engine.models.paths import data_dir
+
+            files = forget_all(data_dir())
+        self.send({"type": "history_forgotten", "id": req.get("id"), "files": files})
 
     def _op_generate(self, req: dict) -> None:
         req_id = req.get("id")

@@ -14,7 +14,7 @@ docs_strategy = st.lists(st.lists(st.integers(0, 3), min_size=0, max_size=40), m
 def corpus_of(docs: list[list[int]]) -> list[int]:
     out: list[int] = []
     for d in docs:
-        out += d + [SEP]
+        out += [*d, SEP]
     return out
 
 
@@ -57,7 +57,7 @@ def check(index: SuffixIndex, corpus: list[int], query: list[int]) -> None:
     if len(cands) < 12:
         for path in paths:
             for t in range(4):
-                nxt = path + [t]
+                nxt = [*path, t]
                 if nxt not in paths:
                     assert count_path(corpus, ends, nxt) / len(ends) < 0.1
         for t in range(4):
@@ -120,8 +120,25 @@ def test_long_copy_is_one_chain():
     doc = list(range(100, 160))
     index = SuffixIndex(key_len=4, max_depth=32)
     index.add_document(doc)
-    m = index.match([7, 8] + doc[:20])
+    m = index.match([7, 8, *doc[:20]])
     assert m is not None and m.length == 20
     cands = index.speculate(m, max_tokens=30)
     assert [c.token for c in cands] == doc[20:50]
     assert all(c.prob == 1.0 for c in cands)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=0, max_size=30), st.lists(st.integers(0, 3), min_size=1, max_size=60),
+       st.integers(1, 3))
+def test_bulk_extend_equals_token_by_token(head, tail, key_len):
+    import engine.drafters.suffix_tree as mod
+
+    old = mod.BULK
+    mod.BULK = 5  # exercise the vectorised path on short streams
+    try:
+        index = SuffixIndex(key_len=key_len, max_depth=16)
+        index.extend(head)
+        index.extend(tail)
+        check(index, head + tail, head + tail)
+    finally:
+        mod.BULK = old
