@@ -38,7 +38,8 @@ class Legend(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
         self.chips: dict[str, QLabel] = {}
-        for source, text in (("draft", "draft model"), ("ngram", "n-gram"), ("target", "target's own")):
+        for source, text in (("draft", "draft model"), ("ngram", "n-gram"), ("history", "history"),
+                             ("target", "target's own")):
             chip = QLabel(text)
             chip.setObjectName("legendChip")
             chip.setToolTip(f"Text with this background: {SOURCE_LABELS[source]}")

@@ -481,6 +481,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         dialog = SettingsDialog(s.generation(), s.spec_enabled(), s.spec_mode(), self.engine.choice, s.ui(), self)
         dialog.applied.connect(self.apply_settings)
+        dialog.forget_history.connect(self.engine.client.forget_history)
         self.settings_dialog = dialog
         dialog.open()
         return dialog

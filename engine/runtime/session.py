@@ -286,10 +286,11 @@ class Engine:
         """"Forget speculation history": empty this session's and delete every
         target's history file.  Returns how many files were deleted."""
         with self._lock:
+            files = forget_all(paths.data_dir())
             if self.history is not None:
                 self.history.forget()
             self._last_stream = []
-            return forget_all(paths.data_dir())
+            return files
 
     def close(self) -> None:
         for lm in (self.target, self.draft):
