@@ -56,13 +56,14 @@ def _beta(p: float) -> tuple[float, float]:
 # How often a continuation that all / most / some of the matched occurrences took is
 # right, relative to a copy of the only occurrence (a prior; the table learns).
 DOMINANCE_PRIOR = {"a": 1.0, "m": 0.75, "s": 0.35}
-# A match in another conversation says less than one in this conversation.
-HISTORY_DISCOUNT = 0.9
+# A match in another conversation says less than one in this conversation: it is
+# trusted like one a few tokens shorter.
+HISTORY_SHIFT = 4
 
 # Prior acceptance of model-free candidates as (successes, failures).
 NGRAM_PRIOR = {
     **{f"conv:e{e}:{d}": _beta(lookup_prior(e) * f) for e in MATCH_BUCKETS for d, f in DOMINANCE_PRIOR.items()},
-    **{f"hist:e{e}:{d}": _beta(HISTORY_DISCOUNT * lookup_prior(e) * f)
+    **{f"hist:e{e}:{d}": _beta(lookup_prior(max(1, e - HISTORY_SHIFT)) * f)
        for e in MATCH_BUCKETS for d, f in DOMINANCE_PRIOR.items()},
     # a recycled successor: the target's own earlier top-1 after this token is often
     # right again, its 4th choice rarely

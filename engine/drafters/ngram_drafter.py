@@ -78,6 +78,7 @@ class CandidateStage:
             return
         cands = index.speculate(match, min(max_len, int(SPEC_FACTOR * match.length)), MIN_TOKEN_PROB)
         rates = self.knowledge.rates
+        rate_of: dict[str, float] = {}
         node_of: list[int | None] = []  # tree node of each candidate (None: dropped)
         p_of: list[float] = []
         depth_of: list[int] = []
@@ -95,7 +96,9 @@ class CandidateStage:
             # Once depth-1 tokens of the copy were accepted, the text matched
             # length + depth - 1 tokens: acceptance is learned per effective match.
             key = f"{kind}:e{match_bucket(match.length + depth - 1)}:{dominance(c.prob / freq_parent)}"
-            p = p_parent * rates.rate(key)
+            if key not in rate_of:
+                rate_of[key] = rates.rate(key)
+            p = p_parent * rate_of[key]
             if p < MIN_P:
                 node_of.append(None)
                 p_of.append(0.0)

@@ -5,7 +5,9 @@ What a suffix tree over a token corpus answers, from compact arrays:
 
 * the longest suffix of a query (at least `key_len`, at most `max_depth` tokens)
   that occurs in the corpus followed by at least one more token of the same
-  document, and every place it occurs (the suffix tree node);
+  document, and every place it occurs (the suffix tree node) — exact, except that
+  a `key_len`-gram seen more than MAX_OCCURRENCES times is judged on its most
+  recent occurrences;
 * the counts below that node: how often each continuation followed it.  A
   speculation tree grown best-first from those counts estimates a token's
   probability as the empirical frequency of its path, as SuffixDecoding does.
@@ -35,6 +37,9 @@ _MUL = 0x9E3779B97F4A7C15  # odd 64-bit multiplier of the rolling hash
 _MASK = (1 << 64) - 1
 _BLOCK = 16  # depths compared per vectorised step of the backward extension
 BULK = 256  # tokens appended at once that are hashed vectorised
+# A key that occurred more often than this (boilerplate in a big history) is judged on
+# its most recent occurrences: a sample of its counts, and the per-step cost stays flat.
+MAX_OCCURRENCES = 256
 MERGE_AFTER = 4096  # tokens appended one by one before they are merged into the sorted arrays
 
 
@@ -210,7 +215,7 @@ class SuffixIndex:
             return None
         buf = self._buf
         ends = ends[ends < self.n]
-        ends = ends[buf[ends] != SEP]
+        ends = ends[buf[ends] != SEP][-MAX_OCCURRENCES:]  # positions ascend: the most recent
         if not len(ends):
             return None
         # Backward extension, _BLOCK depths at a time: matched[i] = how many tokens

@@ -274,13 +274,21 @@ class Engine:
                     self.knowledge.end_of_reply()
 
     def _remember(self, prompt: list[int], tokens: list[int]) -> None:
-        """A finished reply joins the speculation history, with the part of its prompt
-        the history has not seen (a follow-up's new message, a new conversation)."""
+        """A finished reply joins the speculation history, after the part of its prompt
+        the history has not seen (a follow-up's new message, a new conversation), as
+        one document: a question asked again then matches straight into its answer."""
         if self.history is None:
             return
-        self.history.add(new_part(prompt, self._last_stream))
-        self.history.add(tokens)
+        self.history.add([*new_part(prompt, self._last_stream), *tokens])
         self._last_stream = [*prompt, *tokens]
+
+    def use_history(self, history: SpeculationHistory | None) -> None:
+        """Read (and add to) another speculation history from the next reply on
+        (tests, benchmarks that measure what a history is worth)."""
+        with self._lock:
+            self.history = history
+            self._last_stream = []
+            self._drafters.clear()
 
     def forget_history(self) -> int:
         """"Forget speculation history": empty this session's and delete every
