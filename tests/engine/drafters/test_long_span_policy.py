@@ -12,7 +12,8 @@ from engine.drafters.staged import StagedDrafter
 from engine.settings import SamplingParams, SpecSettings
 
 # DESIGN §2's table for the 1.5B target on this 2-core CPU (ms): a verified token costs 0.5-0.9 of a step
-CPU = CostModel(CostCurve([1, 2, 3, 4, 6, 8, 12, 16, 32], [x / 1000 for x in (35, 60, 80, 96, 136, 226, 281, 266, 425)]))
+CPU = CostModel(CostCurve([1, 2, 3, 4, 6, 8, 12, 16, 32],
+                          [x / 1000 for x in (35, 60, 80, 96, 136, 226, 281, 266, 425)]))
 # an H100's: verification nearly free
 GPU = CostModel(CostCurve([1, 4, 16, 32], [0.00176, 0.0028, 0.00454, 0.008]))
 
