@@ -61,6 +61,7 @@ class EngineClient(QObject):
     done = Signal(str, dict)  # request id, DoneEvent as dict
     error = Signal(str, str, str)  # request id ("" if none), message, kind
     measured = Signal(str, dict)
+    history_forgotten = Signal(str, int)  # request id, history files deleted
     crashed = Signal(str, str)  # what happened, last lines of the engine's stderr
     serving = Signal(str, dict)  # request id, {"url", "warning"}: the local API server is up
     unserved = Signal(str)  # request id: the local API server has stopped
@@ -172,6 +173,13 @@ class EngineClient(QObject):
         """The engine deletes its saved copy of the last conversation's cache."""
         self._send({"op": "forget_warm", "id": self.new_id("forget")})
 
+    def forget_history(self) -> str:
+        """Delete the speculation history (earlier prompts and replies the engine
+        keeps to guess repeated text); the chats themselves stay."""
+        req_id = self.new_id("forget")
+        self._send({"op": "forget_history", "id": req_id})
+        return req_id
+
     def ping(self) -> str:
         req_id = self.new_id("ping")
         self._send({"op": "ping", "id": req_id})
@@ -266,6 +274,8 @@ class EngineClient(QObject):
             self.serving.emit(req_id, event)
         elif kind == "unserved":
             self.unserved.emit(req_id)
+        elif kind == "history_forgotten":
+            self.history_forgotten.emit(req_id, int(event.get("files") or 0))
 
     def _on_error(self, proc: QProcess, error: QProcess.ProcessError) -> None:
         if proc is self._proc and error == QProcess.ProcessError.FailedToStart:

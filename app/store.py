@@ -26,7 +26,7 @@ from typing import Any
 
 DB_NAME = "chats.sqlite3"
 DEFAULT_TITLE = "New chat"
-SOURCES = ("target", "draft", "ngram")
+SOURCES = ("target", "draft", "ngram", "history", "recycle")
 
 
 class StoreError(Exception):

@@ -41,18 +41,22 @@ class Colors:
     # provenance: background behind text (overlay) and solid colour (charts, legend)
     prov_draft_bg: str
     prov_ngram_bg: str
+    prov_history_bg: str
     prov_target_bg: str
     chart_draft: str
     chart_ngram: str
+    chart_history: str
     chart_target: str
     chart_grid: str
     pygments_style: str
 
     def prov_bg(self, source: str) -> str | None:
-        return {"draft": self.prov_draft_bg, "ngram": self.prov_ngram_bg}.get(source)
+        return {"draft": self.prov_draft_bg, "ngram": self.prov_ngram_bg, "recycle": self.prov_ngram_bg,
+                "history": self.prov_history_bg}.get(source)
 
     def chart(self, source: str) -> str:
-        return {"draft": self.chart_draft, "ngram": self.chart_ngram}.get(source, self.chart_target)
+        return {"draft": self.chart_draft, "ngram": self.chart_ngram, "recycle": self.chart_ngram,
+                "history": self.chart_history}.get(source, self.chart_target)
 
 
 LIGHT = Colors(
@@ -75,9 +79,11 @@ LIGHT = Colors(
     ok_text="#1a7f37",
     prov_draft_bg="#c6efce",
     prov_ngram_bg="#cfe2ff",
+    prov_history_bg="#f3dcff",
     prov_target_bg="transparent",
     chart_draft="#2da44e",
     chart_ngram="#3b82f6",
+    chart_history="#a855f7",
     chart_target="#9aa4b1",
     chart_grid="#e3e6ea",
     pygments_style="default",
@@ -103,9 +109,11 @@ DARK = Colors(
     ok_text="#56d364",
     prov_draft_bg="#1d5a2e",
     prov_ngram_bg="#1c3f73",
+    prov_history_bg="#4a2a63",
     prov_target_bg="transparent",
     chart_draft="#3fb950",
     chart_ngram="#58a6ff",
+    chart_history="#c084fc",
     chart_target="#6e7681",
     chart_grid="#2b3038",
     pygments_style="github-dark",
@@ -114,7 +122,9 @@ DARK = Colors(
 SOURCE_LABELS = {
     "target": "target model (its own token)",
     "draft": "accepted from the draft model",
-    "ngram": "accepted from the n-gram stage",
+    "ngram": "accepted from the n-gram stage (this conversation's text)",
+    "history": "accepted from your earlier prompts and replies",
+    "recycle": "accepted from the target's own earlier guesses (n-gram stage)",
 }
 
 

@@ -31,7 +31,8 @@ STICK_PX = 40  # within this distance of the bottom, new text keeps the view at 
 
 HEADER_COMPACT_PX = 620
 HEADER_MIN_PX = 330  # below this header width: short legend words, icon-only System prompt button
-LEGEND_TEXT = {"draft": ("draft model", "draft"), "ngram": ("n-gram", "n-gram"), "target": ("target's own", "target")}
+LEGEND_TEXT = {"draft": ("draft model", "draft"), "ngram": ("n-gram", "n-gram"), "history": ("history", "history"),
+               "target": ("target's own", "target")}
 
 
 class ElidedLabel(QLabel):

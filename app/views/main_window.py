@@ -614,6 +614,7 @@ class MainWindow(QMainWindow):
                                 server=self.engine.server_prefs)
         dialog.applied.connect(self.apply_settings)
         dialog.server_applied.connect(self.engine.apply_server)
+        dialog.forget_history.connect(self.engine.client.forget_history)
         self.settings_dialog = dialog
         dialog.open()
         return dialog

@@ -86,7 +86,7 @@ class MessageBrowser(QTextBrowser):
 class ProvenanceBar(QWidget):
     """A thin bar under an answer: the share of its tokens from each source, at a glance."""
 
-    ORDER = ("draft", "ngram", "target")
+    ORDER = ("draft", "ngram", "recycle", "history", "target")
 
     def __init__(self, colors: Colors, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,11 +97,12 @@ class ProvenanceBar(QWidget):
     def set_counts(self, counts: dict[str, int] | None) -> None:
         self.counts = {k: int(v) for k, v in (counts or {}).items() if v}
         total = sum(self.counts.values())
-        guessed = self.counts.get("draft", 0) + self.counts.get("ngram", 0)
+        guessed = total - self.counts.get("target", 0)
         self.setVisible(total > 0 and guessed > 0)  # plain decoding: nothing to show
         self.setToolTip(
             f"{self.counts.get('draft', 0)} tokens accepted from the draft model, "
-            f"{self.counts.get('ngram', 0)} from the n-gram stage, "
+            f"{self.counts.get('ngram', 0) + self.counts.get('recycle', 0)} from the n-gram stage, "
+            f"{self.counts.get('history', 0)} from your earlier replies, "
             f"{self.counts.get('target', 0)} written by the target itself"
         )
         self.update()
@@ -132,7 +133,7 @@ def footer_text(stats: dict[str, Any] | None, model: dict[str, Any] | None) -> s
         parts.append(f"τ {stats['tau']:.2f}")
     prov = stats.get("provenance") or {}
     total = sum(prov.values())
-    guessed = prov.get("draft", 0) + prov.get("ngram", 0)
+    guessed = total - prov.get("target", 0)
     if total and guessed:
         parts.append(f"{100 * guessed / total:.0f}% guessed")
     mode = (model or {}).get("mode") or stats.get("mode_requested")

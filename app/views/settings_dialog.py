@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QTabWidget,
@@ -54,6 +55,7 @@ CHECKING = "checking compatibility…"
 class SettingsDialog(QDialog):
     applied = Signal(object, object, object)  # GenerationSettings, ModelChoice, UiPrefs
     server_applied = Signal(object)  # ServerPrefs
+    forget_history = Signal()  # the user asked to delete the speculation history
 
     def __init__(
         self,
@@ -137,7 +139,22 @@ class SettingsDialog(QDialog):
         form.addRow("Tree: max depth", self.max_depth)
         self.spec_enabled.toggled.connect(self._sync_spec_enabled)
         self._sync_spec_enabled(enabled)
+        self.forget_button = QPushButton("Forget speculation history")
+        self.forget_button.setToolTip(
+            "The engine keeps your earlier prompts and replies (as tokens, on this computer only, never sent "
+            "anywhere) to guess text that repeats. This deletes them; your chats stay.")
+        self.forget_button.clicked.connect(self._forget_history)
+        form.addRow("History", self.forget_button)
         return page
+
+    def _forget_history(self) -> None:
+        answer = QMessageBox.question(
+            self, "Forget speculation history",
+            "Delete the earlier prompts and replies the engine keeps to guess repeated text? Your chats stay.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.forget_history.emit()
+            self.forget_button.setEnabled(False)
+            self.forget_button.setText("Speculation history forgotten")
 
     def _models_tab(self, choice: ModelChoice) -> QWidget:
         page = QWidget()

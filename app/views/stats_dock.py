@@ -53,7 +53,8 @@ DEFINITIONS = {
     "time": "Where the generation time went: drafting (draft model and n-gram stage), verifying (target passes), "
             "and overhead (tree building, sampling, bookkeeping).",
 }
-STAGE_ROWS = (("draft", "draft model"), ("ngram", "n-gram"), ("total", "all stages"))
+STAGE_ROWS = (("draft", "draft model"), ("ngram", "n-gram: conversation"), ("recycle", "n-gram: recycling"),
+              ("history", "history"), ("total", "all stages"))
 COLUMNS = ("drafted", "tested", "accepted", "rejected", "ignored")
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.bench.trace import PromptTrace, TraceSet
 from engine.decoding.costmodel import CostModel
-from engine.drafters.ngram import NgramIndex
+from engine.drafters.suffix_tree import SuffixIndex, branches
 
 NGRAM_MAX = 16  # longest n-gram continuation the replay precomputes
 NGRAM_BRANCHES = 2
@@ -87,7 +87,7 @@ class StepView:
         return toks, probs, False
 
     def ngram(self, max_len: int = NGRAM_MAX) -> list[tuple[list[int], int]]:
-        """Prompt-lookup continuations (engine.drafters.ngram.NgramIndex over prompt + reply
+        """Prompt-lookup continuations (engine.drafters.suffix_tree over prompt + reply
         so far): [(tokens, match length)], best first."""
         conts = ngram_table(self.trace)[self.pos]
         return [(toks[:max_len], m) for toks, m in conts]
@@ -106,14 +106,15 @@ class Policy(Protocol):
 def ngram_table(trace: PromptTrace) -> list[list[tuple[list[int], int]]]:
     """N-gram continuations at every reply position, computed once per trace."""
     if "ngram" not in trace.cache:
-        index = NgramIndex()
+        index = SuffixIndex(key_len=1)
         stream = [int(t) for t in trace.prompt]
+        index.extend(stream)
         table = []
         for pos in range(len(trace.tokens) + 1):
-            index.sync(stream)
-            table.append([(c.tokens, c.match_len) for c in index.continuations(NGRAM_MAX, NGRAM_BRANCHES)])
+            table.append(branches(index, stream, NGRAM_MAX, NGRAM_BRANCHES))
             if pos < len(trace.tokens):
                 stream.append(int(trace.tokens[pos]))
+                index.append(stream[-1])
         trace.cache["ngram"] = table
     return trace.cache["ngram"]
 

@@ -114,6 +114,9 @@ def open_bench_engine(args: argparse.Namespace):
     engine = Engine(load_settings(args, need_draft=True), require_compatible_draft=False)
     if args.knowledge == "fresh":
         engine.knowledge = PairKnowledge(None)  # in memory only: runs are reproducible, the app's data untouched
+    # No speculation history: an arm would copy the reply an earlier arm gave to the same
+    # prompt, and the bench's replies do not belong in the user's history.
+    engine.use_history(None)
     return engine
 
 

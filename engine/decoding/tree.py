@@ -16,8 +16,11 @@ ROOT = -1
 
 # Where a candidate came from (DESIGN §4 provenance).
 DRAFT = "draft"
-NGRAM = "ngram"
+NGRAM = "ngram"  # the conversation's own text (suffix index over prompt + reply)
+HISTORY = "history"  # the user's earlier prompts and replies (engine/drafters/history.py)
+RECYCLE = "recycle"  # the target's own earlier top-k successors (Token Recycling)
 TARGET = "target"
+MODEL_FREE = (NGRAM, HISTORY, RECYCLE)
 
 
 @dataclass

@@ -8,8 +8,8 @@ tested would never recover from a pessimistic start.
 
 * The C2T classifier learns P(accepted) of draft candidates from (joint draft
   probability, parent entropy, depth).
-* The n-gram rate table learns P(accepted | parent accepted) per kind of n-gram
-  candidate (match length, successor rank).
+* The n-gram rate table learns P(accepted | parent accepted) per kind of model-free
+  candidate (source, effective match length, dominance; successor rank).
 
 Stored per (target, draft) pair in the user data directory.
 """
@@ -29,7 +29,7 @@ from engine.decoding.drafter import StepOutcome
 PRIOR_WEIGHT = 10.0  # the prior counts as this many observations
 
 
-def lookup_prior(effective_match: int, branch: int) -> float:
+def lookup_prior(effective_match: int, branch: int = 0) -> float:
     """P(a prompt-lookup token is accepted | the ones before it were), by effective
     match length.  Fitted to 16 recorded replies of the default pair (2816 tokens):
     0.21, 0.47, 0.58, 0.74, 0.80 for 1..5 matched tokens, ~0.9 from 8, 0.98 from 16;
@@ -38,13 +38,33 @@ def lookup_prior(effective_match: int, branch: int) -> float:
     return p if branch == 0 else 0.55 * p
 
 
+MATCH_BUCKETS = (*range(1, 17), 24, 32, 48, 64)
+
+
+def match_bucket(effective_match: int) -> int:
+    """Effective match lengths share a learned rate: each one up to 16, then ranges."""
+    for b in MATCH_BUCKETS:
+        if effective_match <= b:
+            return b
+    return MATCH_BUCKETS[-1]
+
+
 def _beta(p: float) -> tuple[float, float]:
     return PRIOR_WEIGHT * p, PRIOR_WEIGHT * (1.0 - p)
 
 
-# Prior acceptance of n-gram candidates as (successes, failures).
+# How often a continuation that all / most / some of the matched occurrences took is
+# right, relative to a copy of the only occurrence (a prior; the table learns).
+DOMINANCE_PRIOR = {"a": 1.0, "m": 0.75, "s": 0.35}
+# A match in another conversation says less than one in this conversation: it is
+# trusted like one a few tokens shorter.
+HISTORY_SHIFT = 4
+
+# Prior acceptance of model-free candidates as (successes, failures).
 NGRAM_PRIOR = {
-    **{f"lookup:b{b}:e{e}": _beta(lookup_prior(e, b)) for b in (0, 1) for e in range(1, 17)},
+    **{f"conv:e{e}:{d}": _beta(lookup_prior(e) * f) for e in MATCH_BUCKETS for d, f in DOMINANCE_PRIOR.items()},
+    **{f"hist:e{e}:{d}": _beta(lookup_prior(max(1, e - HISTORY_SHIFT)) * f)
+       for e in MATCH_BUCKETS for d, f in DOMINANCE_PRIOR.items()},
     # a recycled successor: the target's own earlier top-1 after this token is often
     # right again, its 4th choice rarely
     **{f"recycle:r{r}:d{d}": (1.0, 2.0 + 3 * r) for r in range(8) for d in range(3)},

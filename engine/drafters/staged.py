@@ -2,7 +2,9 @@
 Spector & Ré, arXiv 2308.04623).
 
 Per step:
-1. The n-gram stage proposes continuations at zero model cost.
+1. The model-free stage proposes continuations at zero model cost: the longest
+   matches of the text in the conversation and in the user's history (suffix
+   indexes with counts, SuffixDecoding) and Token Recycling.
 2. The draft model checks them in the same batched decode that catches it up
    with the accepted text, so where it agrees it emits several tokens for one
    draft call; every n-gram node gets the draft's probability as a second
@@ -11,10 +13,14 @@ Per step:
 4. The tree is cut to the budget.
 
 `auto` is the same pipeline with costs (CAST-style cost-aware drafting): it
-skips the draft model when history says the n-gram candidates alone give more
+skips the draft model when history says the model-free candidates alone give more
 tokens per second, stops growing when another draft level no longer pays for
 itself, and sizes the final tree with Sequoia's rule on the measured decode-cost
-curve — down to no speculation at all when nothing beats plain decoding.
+curve — down to no speculation at all when nothing beats plain decoding.  On a
+compute-bound CPU (a verified token costs 0.5–0.9 of a plain step) that rule keeps
+only long spans of long, frequent matches, whose learned acceptance is near 1: a
+model-free span may be up to MAX_SPAN tokens (the budget setting caps draft-model
+trees, which cost a draft decode per level).
 
 The cost rule predicts; `auto` also checks.  It times every whole step (from one
 proposal to the next, so the engine's own bookkeeping counts), and when its last 8
@@ -35,11 +41,12 @@ import numpy as np
 from engine.decoding.costmodel import CostModel
 from engine.decoding.drafter import DraftRequest, StepOutcome
 from engine.decoding.sizing import best_size
-from engine.decoding.tree import NGRAM, ROOT, Tree
+from engine.decoding.tree import ROOT, Tree
 from engine.drafters.draft_model import TIP, DraftModel
 from engine.drafters.grow import Frontier, grow
+from engine.drafters.history import SpeculationHistory
 from engine.drafters.learning import PairKnowledge
-from engine.drafters.ngram_drafter import NgramStage
+from engine.drafters.ngram_drafter import MAX_SPAN, CandidateStage
 from engine.settings import SpecSettings
 
 NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
@@ -75,6 +82,7 @@ class StagedDrafter:
         knowledge: PairKnowledge,
         *,
         cost: CostModel | None = None,
+        history: SpeculationHistory | None = None,
     ) -> None:
         self.dm = dm
         self.spec = spec
@@ -82,7 +90,7 @@ class StagedDrafter:
         self.cost = cost
         self.adaptive = cost is not None
         self.name = "auto" if self.adaptive else "staged"
-        self.stage = NgramStage(knowledge)
+        self.stage = CandidateStage(knowledge, history)
         self.mode = "staged"
         # auto's running picture of what a draft step yields (tokens, seconds)
         self._draft_tokens = 2.0
@@ -105,10 +113,11 @@ class StagedDrafter:
                 self._rest_step = True
                 return Tree()
         budget = min(self.spec.budget, req.max_nodes)
-        ngram = self.stage.candidates(req.stream, max_len=self.spec.n_max)
-        if self.dm is None or not self._draft_pays(ngram, budget):
+        ngram = self.stage.candidates(req.stream, max_len=MAX_SPAN if self.adaptive else self.spec.n_max)
+        span_budget = min(max(budget, MAX_SPAN), req.max_nodes) if self.adaptive else budget
+        if self.dm is None or not self._draft_pays(ngram, span_budget):
             self.mode = "ngram" if len(ngram) else "plain"
-            return self._size(ngram, budget, time.perf_counter() - start)
+            return self._size(ngram, span_budget, time.perf_counter() - start)
         self.mode = "staged"
         self._since_draft = 0
         self._explore_every = EXPLORE_FIRST
@@ -153,7 +162,8 @@ class StagedDrafter:
             score = float(clf.predict(np.array([lj]), np.array([ent]), np.array([node.depth]))[0])
             info = dict(node.info)
             info["feat"] = (lj, ent, node.depth)
-            j = tree.add(node.parent, node.token, NGRAM, max(node.p_accept, score), q=float(np.exp(lq)), info=info)
+            j = tree.add(node.parent, node.token, node.source, max(node.p_accept, score),
+                         q=float(np.exp(lq)), info=info)
             assert j == i
             if node.parent in agreed and top == node.token:
                 agreed.add(i)

@@ -11,6 +11,7 @@ Requests (one JSON object per line):
     {"op": "cancel", "id": ID}                         -> the generation ends with reason "cancelled"
     {"op": "measure"}                                  -> "measured" (re-measures costs and baseline)
     {"op": "forget_warm"}                              -> deletes the saved conversation cache (no reply)
+    {"op": "forget_history"}                           -> "history_forgotten" (deletes the speculation history)
     {"op": "ping"}                                     -> "pong"
     {"op": "serve", "id": ID, "host": H, "port": P, "api_key": K or null, "settings": {GenerationSettings}}
                                                        -> "serving" {url, warning} or "error"
@@ -180,6 +181,17 @@ class Server:
     def _op_forget_warm(self, _req: dict) -> None:
         if self.engine is not None:
             self.engine.forget_warm()
+
+    def _op_forget_history(self, req: dict) -> None:
+        """Settings → "Forget speculation history": works with or without a model loaded."""
+        if self.engine is not None:
+            files = self.engine.forget_history()
+        else:
+            from engine.drafters.history import forget_all
+            from engine.models.paths import data_dir
+
+            files = forget_all(data_dir())
+        self.send({"type": "history_forgotten", "id": req.get("id"), "files": files})
 
     def _op_generate(self, req: dict) -> None:
         req_id = req.get("id")

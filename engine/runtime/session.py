@@ -3,8 +3,9 @@ process and the benchmark drive.
 
 Holds the target (and optionally the draft) with their caches, so a follow-up
 turn only decodes the new messages (the shared prefix stays cached), the
-measured decode costs, the plain-decoding baseline and what the pair has
-learned about its own acceptance.
+measured decode costs, the plain-decoding baseline, what the pair has
+learned about its own acceptance and the user's speculation history (earlier
+prompts and replies, engine/drafters/history.py; kept on this computer only).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.decoding.drafter import NoDrafter
 from engine.decoding.events import Event, NoticeEvent
 from engine.decoding.generate import Reply, generate
 from engine.drafters import DraftModel, PairKnowledge, make_drafter
+from engine.drafters.history import SpeculationHistory, forget_all, history_dir, new_part
 from engine.errors import ContextOverflowError, IncompatiblePairError
 from engine.llama import rpc
 from engine.llama.backend import LlamaContext, LlamaModel, default_threads, supports_gpu_offload, system_info
@@ -45,8 +47,9 @@ WARM_MIN_TOKENS = 512
 
 class Engine:
     def __init__(self, load: LoadSettings, *, require_compatible_draft: bool = True, learn: bool = True) -> None:
-        """`learn=False` keeps what the pair learns in memory only, and saves no warm-start
-        cache of the conversation (benchmarks, tests)."""
+        """`learn=False` keeps what the pair learns in memory only, saves no warm-start
+        cache of the conversation and reads no speculation history (benchmarks, tests:
+        an arm must not copy the reply an earlier arm gave to the same prompt)."""
         self.load_settings = load
         self.threads = load.threads or default_threads()
         self.notices: list[str] = []  # things the user should know about this load
@@ -81,6 +84,10 @@ class Engine:
 
         pair = pair_key(Path(load.target), Path(load.draft) if self.draft else None)
         self.knowledge = PairKnowledge(paths.data_dir() / "pairs" / pair if learn else None)
+        self.history: SpeculationHistory | None = (
+            SpeculationHistory(history_dir(paths.data_dir(), Path(load.target))) if learn else None
+        )
+        self._last_stream: list[int] = []  # the last prompt + reply added to the history
         self._cost: CostModel | None = None
         self._baseline: float | None = None
         self._lock = threading.Lock()
@@ -328,7 +335,7 @@ class Engine:
         (draft step value, exploration back-off) carries over between replies."""
         key = tuple(sorted(vars(spec).items()))
         if key not in self._drafters:
-            self._drafters[key] = make_drafter(spec, dm, self.knowledge, cost)
+            self._drafters[key] = make_drafter(spec, dm, self.knowledge, cost, history=self.history)
         return self._drafters[key]
 
     def _ensure_governor(self) -> None:
@@ -344,7 +351,7 @@ class Engine:
             # conditions (engine/decoding/baseline.py); `baseline` is only its fallback
             plain = PlainEstimate(self._cost.target if self._cost is not None else None, self.threads, baseline)
             try:
-                return generate(
+                reply = generate(
                     self.target, prompt, drafter, settings,
                     eog_mask=self.target_model.eog_mask, token_bytes=self.target_model.token_bytes,
                     cancel=cancel, on_event=on_event, baseline_tps=baseline, record_margins=record_margins,
@@ -352,9 +359,39 @@ class Engine:
                     plain=plain,
                     draft_model=self.draft_model.path.name if self.draft_model is not None else None,
                 )
+                if reply.reason != "cancelled":
+                    self._remember(prompt, reply.tokens)
+                return reply
             finally:
                 if time.perf_counter() - started > 0.5:
                     self.knowledge.end_of_reply()
+
+    def _remember(self, prompt: list[int], tokens: list[int]) -> None:
+        """A finished reply joins the speculation history, after the part of its prompt
+        the history has not seen (a follow-up's new message, a new conversation), as
+        one document: a question asked again then matches straight into its answer."""
+        if self.history is None:
+            return
+        self.history.add([*new_part(prompt, self._last_stream), *tokens])
+        self._last_stream = [*prompt, *tokens]
+
+    def use_history(self, history: SpeculationHistory | None) -> None:
+        """Read (and add to) another speculation history from the next reply on
+        (tests, benchmarks that measure what a history is worth)."""
+        with self._lock:
+            self.history = history
+            self._last_stream = []
+            self._drafters.clear()
+
+    def forget_history(self) -> int:
+        """"Forget speculation history": empty this session's and delete every
+        target's history file.  Returns how many files were deleted."""
+        with self._lock:
+            files = forget_all(paths.data_dir())
+            if self.history is not None:
+                self.history.forget()
+            self._last_stream = []
+            return files
 
     def close(self) -> None:
         for lm in (self.target, self.draft):

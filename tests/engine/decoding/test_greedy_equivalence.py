@@ -111,3 +111,34 @@ def test_plain_greedy_is_deterministic_across_runs(qwen_engine) -> None:
         runs.append(qwen_engine.reply(messages, settings).tokens)
     assert runs[0] == runs[1]
     assert len(runs[0]) > 10
+
+
+def test_auto_with_the_history_loaded_matches_plain_greedy(qwen_engine, tmp_path) -> None:
+    """The history proposes long spans of an earlier reply that is right in most places
+    and wrong every 23 tokens: both the accepting and the rejecting path run, and the
+    output is still plain greedy's (up to a proven near-tie)."""
+    from engine.drafters.history import SpeculationHistory
+
+    messages = [{"role": "user", "content": "Write a Python function that checks whether a string is a "
+                                            "palindrome, ignoring case and punctuation, with a docstring."}]
+    plain = qwen_engine.reply(messages, GenerationSettings(max_tokens=128, spec=SpecSettings(mode="off")),
+                              record_margins=True)
+    earlier = list(plain.tokens)
+    for i in range(23, len(earlier), 23):
+        earlier[i] = earlier[i - 1]  # a plausible token, but not the one the target writes
+    history = SpeculationHistory(tmp_path)
+    history.add(earlier)
+    history.add(list(plain.tokens[:40]))
+    saved = qwen_engine.history
+    qwen_engine.use_history(SpeculationHistory(tmp_path))  # loaded from disk, as at start-up
+    try:
+        reply = qwen_engine.reply(messages, GenerationSettings(max_tokens=128, spec=SpecSettings(mode="auto")),
+                                  record_margins=True)
+    finally:
+        qwen_engine.use_history(saved)
+    assert_equivalent(plain, reply, "auto + history")
+    assert_stats_invariants(reply, "auto + history")
+    s = reply.stats.snapshot()
+    assert s["accepted"].get("history", 0) > 0, s
+    assert s["rejected"].get("history", 0) > 0, s
+    qwen_engine.target.check_consistent()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.decoding.generate import generate
+from engine.decoding.tree import DRAFT, MODEL_FREE, TARGET
 from engine.settings import GenerationSettings
 from tests.engine.decoding.synthetic_setup import drafter_for, eog_mask, pair, token_bytes
 
@@ -36,4 +37,4 @@ def test_counts_add_up(mode: str, temperature: float) -> None:
         assert s["tau"] == 1.0 and not s["tested"]
     assert reply.reason in ("stop", "length")
     assert len(reply.sources) == len(reply.tokens)
-    assert set(reply.sources) <= {"target", "draft", "ngram"}
+    assert set(reply.sources) <= {TARGET, DRAFT, *MODEL_FREE}
