@@ -237,17 +237,18 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def measure_costs(args: argparse.Namespace, out: Path):
-    """Measure the curves now (robustly) with the loaded pair, and keep them beside the traces."""
+    """Measure the curves now (contention-filtered) with the loaded pair, and keep them beside the traces."""
     from datetime import datetime
 
-    from engine.bench.costs import robust_costs
+    from engine.bench.costs import describe
     from engine.bench.machine import load_average
 
     engine = open_bench_engine(args)
     try:
-        costs = robust_costs(engine, log=lambda s: print(s, file=sys.stderr, flush=True))
+        costs = engine.cost_model(remeasure=True)
     finally:
         engine.close()
+    print(f"decode cost (ms, target/draft): {describe(costs)}", file=sys.stderr)
     path = out / f"costs-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"target": costs.target.to_dict(), "draft": costs.draft.to_dict(),
