@@ -134,6 +134,11 @@ class Engine:
         self._drift = costmodel.DriftMonitor(cost.target)
         return cost
 
+    @property
+    def costs_in_use(self) -> CostModel | None:
+        """The curves replies are using now, without checking them."""
+        return self._cost
+
     def _curve(self, lm: LlamaLM, what: str, key: str, threads: int, cache: Path, remeasure: bool,
                current: CostCurve | None) -> CostCurve:
         """`current`: the curve in use, whose live timings drifted (else the cache's)."""
