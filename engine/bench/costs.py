@@ -45,8 +45,10 @@ def describe(costs: CostModel, sizes: tuple[int, ...] = (1, 2, 4, 8, 15, 16, 17,
 
     text = " · ".join(f"{n}: {ms(costs.target, n)}/{ms(costs.draft, n)}" for n in sizes)
     t = costs.target
-    for longer in t.longer:
-        c = longer.context
+    contexts = [c.context for c in t.longer]
+    if contexts and contexts[-1] < 3000:
+        contexts.append(3000)  # extrapolated: the extra cost is linear in the context
+    for c in contexts:
         text += (f"; after {c} tokens of context (not {t.context}): "
                  + " · ".join(f"{n}: {ms(costs.target, n, c)}/{ms(costs.draft, n, c)}" for n in (1, 16)))
     if not costs.clean:
