@@ -82,6 +82,8 @@ class CostCurve:
     context: int = BASE_CONTEXT
     longer: list[CostCurve] = field(default_factory=list)
     conditions: dict = field(default_factory=dict)
+    reference: list[float] | None = None  # a longer curve: the base context's times at its sizes, measured beside it
+    _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __call__(self, n: int, context: int | None = None) -> float:
         if n <= 0:
@@ -105,12 +107,23 @@ class CostCurve:
         return ys[-1] + max(0.0, slope) * (context - xs[-1])
 
     def _delta(self, longer: CostCurve, n: int) -> float:
-        # Differences at the sizes measured after the longer context, interpolated:
-        # the base curve's kernel-size bumps (n = 15) are not context effects.
-        d = [s - _interp(k, self.sizes, self.seconds) for k, s in zip(longer.sizes, longer.seconds, strict=True)]
-        if n > longer.sizes[-1]:
-            return d[-1] * n / longer.sizes[-1]
-        return float(np.interp(n, longer.sizes, d))
+        """Extra seconds of a decode of n tokens after `longer.context` tokens: a line
+        a + b n fitted to the differences at the sizes measured there.  Attention is
+        a fixed read of the cache plus work per token, so a line is the physics; the
+        fit also averages the noise of single points (the differences are small and
+        get extrapolated), and the base curve's kernel bumps (n = 15) stay out."""
+        key = id(longer)
+        if key not in self._fits:
+            xs = np.array(longer.sizes, dtype=np.float64)
+            ref = longer.reference or [_interp(k, self.sizes, self.seconds) for k in longer.sizes]
+            d = np.array([s - r for s, r in zip(longer.seconds, ref, strict=True)])
+            if len(xs) > 1:
+                b, a = np.polyfit(xs, d, 1)
+            else:
+                a, b = 0.0, float(d[0] / xs[0])
+            self._fits[key] = (float(a), max(0.0, float(b)))
+        a, b = self._fits[key]
+        return a + b * n
 
     @property
     def clean(self) -> bool:
@@ -118,16 +131,22 @@ class CostCurve:
         return bool(self.conditions.get("clean"))
 
     def to_dict(self) -> dict:
-        return {"sizes": list(self.sizes), "seconds": list(self.seconds), "context": self.context,
-                "longer": [c.to_dict() for c in self.longer], "conditions": dict(self.conditions)}
+        d = {"sizes": list(self.sizes), "seconds": list(self.seconds), "context": self.context,
+             "longer": [c.to_dict() for c in self.longer], "conditions": dict(self.conditions)}
+        if self.reference is not None:
+            d["reference"] = list(self.reference)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> CostCurve:
         sizes, seconds = [int(n) for n in d["sizes"]], [float(s) for s in d["seconds"]]
         if not sizes or len(sizes) != len(seconds) or sizes != sorted(set(sizes)):
             raise ValueError("sizes must be increasing and match seconds")
+        ref = [float(r) for r in d["reference"]] if d.get("reference") is not None else None
+        if ref is not None and len(ref) != len(sizes):
+            raise ValueError("reference must match sizes")
         return cls(sizes, seconds, int(d.get("context", BASE_CONTEXT)),
-                   [cls.from_dict(c) for c in d.get("longer") or []], dict(d.get("conditions") or {}))
+                   [cls.from_dict(c) for c in d.get("longer") or []], dict(d.get("conditions") or {}), ref)
 
 
 def _interp(n: int, xs: Sequence[int], ys: Sequence[float]) -> float:
@@ -257,6 +276,25 @@ def measure(
                     dirty_points += 1
                     busy = True
             curves.append(CostCurve(list(todo), seconds, context))
+        if len(curves) > 1:
+            # The base context again at the longer contexts' sizes (truncating is free): a
+            # longer context's extra cost is small, so it is taken against times measured
+            # right next to it, not against the base curve measured a minute earlier.
+            filler = _filler(lm, ctxs[0])
+            lm.truncate(ctxs[0] - 1)
+            want = max(1, samples - 1)
+            again = []
+            for n in long_sizes:
+                busy = busy or time.perf_counter() - started > budget_s
+                p = _point(lm, n, filler, threads, want, 1 if busy else max_tries, min_share, cpu_clock)
+                again.append(p.best)
+                tries += p.tries
+                discarded += p.tries - p.clean
+                shares += p.shares
+                dirty_points += not p.clean
+            for c in curves[1:]:
+                c.reference = list(again)
+            drift = float(np.median([a / curves[0](n) for n, a in zip(long_sizes, again, strict=True)])) - 1
     finally:
         lm.truncate(0)
     base = curves[0]
@@ -273,6 +311,8 @@ def measure(
         "discarded": discarded,
         "sizes_without_clean_sample": dirty_points,
         "cpu_share_median": round(statistics.median(shares), 3) if shares else None,
+        # how much the base context's times moved between its two measurements
+        "base_drift": round(drift, 3) if len(curves) > 1 else None,
         "load_average": _load_average(),
         "seconds_taken": round(time.perf_counter() - started, 2),
     }

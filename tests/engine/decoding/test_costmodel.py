@@ -59,6 +59,8 @@ def test_curve_has_every_size_the_engine_verifies_and_a_longer_context(engine, q
     assert all(s > 0 for s in curve.seconds)
     (longer,) = curve.longer
     assert (curve.context, longer.context) == (64, 256)
+    # the base context measured again beside the longer one, at its sizes
+    assert len(longer.reference) == len(longer.sizes) and curve.conditions["base_drift"] is not None
     c = curve.conditions
     assert c["clean"] and c["format"] == costmodel.FORMAT and c["contexts"] == [64, 256] and c["threads"] == 1
     assert c["tries"] >= 2 * len(curve.sizes) + 2 * len(longer.sizes) and c["discarded"] == 0
@@ -129,6 +131,12 @@ def test_uneven_kernel_sizes_are_kept_and_context_cost_is_interpolated() -> None
     assert curve(16, 100) == curve(16) == curve(16, None)
     back = CostCurve.from_dict(json.loads(json.dumps(curve.to_dict())))
     assert back(15, 3000) == pytest.approx(curve(15, 3000))
+    # with the base measured again beside the long context, the extra is taken against that
+    beside = CostCurve(sizes, seconds, longer=[CostCurve([1, 16], [0.100, 0.500], context=2256,
+                                                         reference=[0.090, 0.450])])
+    assert beside.extra(1, 2256) == pytest.approx(0.010) and beside.extra(16, 2256) == pytest.approx(0.050)
+    again = CostCurve.from_dict(json.loads(json.dumps(beside.to_dict())))
+    assert again.extra(16, 2256) == pytest.approx(0.050)
 
 
 # ------------------------------------------------------------------ checking against live timings
