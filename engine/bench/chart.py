@@ -14,7 +14,7 @@ def speedup_chart(summary: dict[str, list[ArmSummary]], path: Path, title: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cats = [c for c in summary if c != ALL] + [ALL]
+    cats = list(summary)  # categories, all, then first / later turns
     arms = [s.arm for s in summary[ALL] if s.arm != PLAIN]
     width = 0.8 / max(len(arms), 1)
     fig, ax = plt.subplots(figsize=(min(14.0, max(7.0, 0.2 * len(cats) * max(1, len(arms)) + 4)), 4.5))

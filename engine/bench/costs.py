@@ -1,69 +1,13 @@
-"""Decode-cost curves for the replay, measured so that a busy machine does not
-poison them.
+"""Decode-cost curves for the benchmark and the replay.
 
-engine.decoding.costmodel.measure takes the median of 3 decodes per size.  When other
-processes hold the cores, llama.cpp's threads (which spin-wait) lose their
-time slices and whole stretches of the curve come out several times too slow;
-on the shared 2-core reference machine we saw 3-token draft decodes "cost"
-2.7 s.  Here every sample also records the CPU time the process got: a decode
-that got less than MIN_SHARE of (wall time x threads) was descheduled and is
-measured again (up to MAX_TRIES), and the fastest clean sample per size is kept.
+Measuring lives in engine.decoding.costmodel (`measure`, contention-filtered, the
+one function the app, the CLI and the benchmark share); here are the reference
+curves from DESIGN §2, curves read from files, and a one-line description.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
-import numpy as np
-
-from engine.decoding.costmodel import SIZES, CostCurve, CostModel
-from engine.llama.lm import TIP
-
-MIN_SHARE = 0.7  # clean decodes measured 0.8-0.9 here (the main thread also works alone)
-SAMPLES = 3
-MAX_TRIES = 15
-CONTEXT = 256
-
-
-def robust_curve(lm, threads: int, sizes: tuple[int, ...] = SIZES, log: Callable[[str], None] = print) -> CostCurve:
-    """Fastest of SAMPLES clean decodes of n tokens after CONTEXT tokens of filler
-    (the work of a tree of n nodes, as engine.decoding.costmodel.measure).  Leaves `lm` empty."""
-    lm.truncate(0)
-    filler = [(i * 7919) % max(lm.n_vocab - 1, 1) + 1 for i in range(CONTEXT)]
-    lm.decode(filler[:-1])
-    seconds = []
-    dirty = 0
-    for n in sizes:
-        clean: list[float] = []
-        every: list[float] = []
-        for _ in range(MAX_TRIES):
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            lm.decode([filler[-1]], [TIP, *range(n - 2)] if n > 1 else [], [filler[0]] * (n - 1))
-            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-            lm.truncate(CONTEXT - 1)
-            every.append(wall)
-            if cpu >= MIN_SHARE * wall * threads:
-                clean.append(wall)
-                if len(clean) >= SAMPLES:
-                    break
-        dirty += len(every) - len(clean)
-        seconds.append(min(clean) if clean else min(every))  # contention only ever adds time
-        if not clean:
-            log(f"cost curve: no clean sample at {n} tokens (machine busy); using the fastest of {len(every)}")
-    lm.truncate(0)
-    if dirty:
-        log(f"cost curve: {dirty} decodes discarded because other processes took the CPU")
-    return CostCurve(list(sizes), list(np.maximum.accumulate(seconds)))
-
-
-def robust_costs(engine, log: Callable[[str], None] = print) -> CostModel:
-    target = robust_curve(engine.target, engine.threads, log=log)
-    draft = robust_curve(engine.draft, engine.threads, log=log) if engine.draft is not None else None
-    costs = CostModel(target, draft)
-    log("decode cost (ms, target/draft): " + describe(costs))
-    return costs
-
+from engine.decoding.costmodel import CostCurve, CostModel
 
 # DESIGN §2: median ms on the reference machine (2 cores, AVX-512 build, 2 threads)
 DESIGN_SIZES = [1, 2, 4, 5, 8, 16, 32, 64]
@@ -94,8 +38,19 @@ def load_costs(spec: str) -> CostModel:
         raise TandemError(f"--costs {spec}: not a cost-curve file ({exc})") from exc
 
 
-def describe(costs: CostModel, sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> str:
-    def ms(curve: CostCurve | None, n: int) -> str:
-        return f"{1e3 * curve(n):.0f}" if curve is not None else "–"
+def describe(costs: CostModel, sizes: tuple[int, ...] = (1, 2, 4, 8, 15, 16, 17, 32)) -> str:
+    """`1: 38/24 · 2: ...` (ms, target/draft), then what a longer context adds."""
+    def ms(curve: CostCurve | None, n: int, context: int | None = None) -> str:
+        return f"{1e3 * curve(n, context):.0f}" if curve is not None else "–"
 
-    return " · ".join(f"{n}: {ms(costs.target, n)}/{ms(costs.draft, n)}" for n in sizes)
+    text = " · ".join(f"{n}: {ms(costs.target, n)}/{ms(costs.draft, n)}" for n in sizes)
+    t = costs.target
+    contexts = [c.context for c in t.longer]
+    if contexts and contexts[-1] < 3000:
+        contexts.append(3000)  # extrapolated: the extra cost is linear in the context
+    for c in contexts:
+        text += (f"; after {c} tokens of context (not {t.context}): "
+                 + " · ".join(f"{n}: {ms(costs.target, n, c)}/{ms(costs.draft, n, c)}" for n in (1, 16)))
+    if not costs.clean:
+        text += " (measured on a busy machine: not cached)"
+    return text

@@ -86,6 +86,9 @@ class EngineArms:
         result = RunResult(spec.name, prompt.id, prompt.category, prompt_tokens=len(tokens))
         start = time.perf_counter()
         try:
+            # If live timings drifted from the cost curve, check it now, before the prefill
+            # (a check inside generate_tokens would empty the caches again).
+            engine.cost_model()
             # Empty caches: every arm processes the whole prompt, measured the same way.
             engine.target.truncate(0)
             if engine.draft is not None:

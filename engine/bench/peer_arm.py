@@ -5,9 +5,14 @@ scripts/build_peer_llama.sh from the sources inside the llama-cpp-python sdist).
 * `llama.cpp-draft`  llama-speculative-simple --spec-type draft-simple; settings
                      n_max (--spec-draft-n-max, llama.cpp default 3), p_min
                      (--spec-draft-p-min, default 0), n_min.
-* `llama.cpp-ngram`  llama-speculative-simple --spec-type ngram-simple (or
-                     type=ngram-map-k / ngram-mod ...); settings size_n, size_m,
-                     min_hits map to --spec-ngram-<type>-size-n etc.
+* `llama.cpp-ngram`  llama-speculative-simple --spec-type ngram-simple, or
+                     type=ngram-mod / ngram-map-k / ngram-map-k4v (all in the
+                     bundled llama.cpp, common/speculative.cpp).  ngram-simple and
+                     the map kinds take size_n (lookup length, default 12), size_m
+                     (draft length, 48) and min_hits (1) -> --spec-<type>-size-n ...;
+                     ngram-mod (rolling hash over the context, drafts only long
+                     spans) takes n_match (24), n_min (48), n_max (64) ->
+                     --spec-ngram-mod-n-match ...  Defaults are llama.cpp's.
 
 Same prompt text (chat template applied by us; both tools tokenize it with
 special tokens parsed, as we do), same threads, greedy (--temp 0 --top-k 1),
@@ -29,7 +34,14 @@ from engine.bench.results import ArmSpec, RunResult, children_cpu
 from engine.bench.suites import BenchPrompt
 
 PEER_KINDS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-ngram")
-DEFAULT_PEER_ARMS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-draft:n_max=16,p_min=0.75", "llama.cpp-ngram")
+DEFAULT_PEER_ARMS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-draft:n_max=16,p_min=0.75", "llama.cpp-ngram",
+                     "llama.cpp-ngram:type=ngram-mod", "llama.cpp-ngram:type=ngram-map-k")
+NGRAM_TYPES = {  # --spec-type -> the settings it takes (each becomes --spec-<type>-<setting with dashes>)
+    "ngram-simple": ("size_n", "size_m", "min_hits"),
+    "ngram-map-k": ("size_n", "size_m", "min_hits"),
+    "ngram-map-k4v": ("size_n", "size_m", "min_hits"),
+    "ngram-mod": ("n_match", "n_min", "n_max"),
+}
 TIMEOUT_S = 1200
 COMPLETION, SPECULATIVE = "llama-completion", "llama-speculative-simple"
 
@@ -40,6 +52,12 @@ RE_ENCODED = re.compile(rf"encoded\s+(\d+) tokens in\s+{_NUM} seconds")
 RE_DECODED = re.compile(rf"decoded\s+(\d+) tokens in\s+{_NUM} seconds, speed:\s+{_NUM} t/s")
 RE_DRAFTED = re.compile(r"n_drafted\s*=\s*(\d+)")
 RE_ACCEPT = re.compile(r"n_accept\s*=\s*(\d+)")
+
+
+def check_spec(spec: ArmSpec) -> None:
+    """Raise ValueError for settings the peer's command line cannot express."""
+    if spec.kind == "llama.cpp-ngram":
+        command(spec, Path("."), "", target="t", draft=None, threads=1, n_ctx=1, max_tokens=1)
 
 
 def command(
@@ -70,8 +88,13 @@ def command(
             cmd += ["--spec-draft-n-min", p["n_min"]]
         return cmd
     kind = p.get("type", "ngram-simple")
+    if kind not in NGRAM_TYPES:
+        raise ValueError(f"unknown n-gram type {kind!r}: choose from {', '.join(NGRAM_TYPES)}")
+    unknown = set(p) - {"type", "fa", *NGRAM_TYPES[kind]}
+    if unknown:
+        raise ValueError(f"{kind} takes {', '.join(NGRAM_TYPES[kind])}, not {', '.join(sorted(unknown))}")
     cmd += ["--spec-type", kind]
-    for key in ("size_n", "size_m", "min_hits"):
+    for key in NGRAM_TYPES[kind]:
         if key in p:
             cmd += [f"--spec-{kind}-{key.replace('_', '-')}", p[key]]
     return cmd

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from engine.bench.costs import robust_costs
+from engine.bench.costs import describe
 from engine.bench.suites import BenchPrompt
 from engine.bench.trace import PromptTrace, TraceSet
 from engine.decoding.sampling import fast_top_k
@@ -68,10 +68,10 @@ def record(
 ) -> TraceSet:
     if engine.draft is None:
         raise TandemError("recording needs the draft model (it reads the target's replies)")
-    engine.cost_model()  # the engine's own (cached) curve, so nothing below pays for measuring it
     engine.baseline_tps()
-    # The replay's conclusions hang on the curves: measure them afresh, robustly.
-    costs = robust_costs(engine, log=log)
+    # The replay's conclusions hang on the curves: measure them afresh (contention-filtered).
+    costs = engine.cost_model(remeasure=True)
+    log("decode cost (ms, target/draft): " + describe(costs))
     traces = []
     for i, p in enumerate(prompts, 1):
         t = record_prompt(engine, p, max_tokens, top_k)

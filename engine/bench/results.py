@@ -46,7 +46,8 @@ class RunResult:
     arm: str
     prompt_id: str
     category: str
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # the whole conversation's, for a later turn
+    turn: int = 1  # of a multi-turn question
     tokens: list[int] | None = None  # emitted token ids, where the arm exposes them
     text: str = ""
     n_tokens: int = 0

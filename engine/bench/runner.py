@@ -1,5 +1,9 @@
 """The benchmark loop: every arm on every prompt, interleaved.
 
+A later turn of a multi-turn question gets the conversation so far, its earlier
+turns answered by plain greedy decoding (engine.bench.history): the plain arm's
+reply to the earlier turn when it just ran, the same for every arm.
+
 Per prompt the arms run one after another, in an order rotated by one each
 prompt, so slow drifts of the machine (thermal, other load) hit every arm alike
 and no arm always runs first.  One short warm-up generation per Tandem arm is
@@ -18,8 +22,9 @@ from pathlib import Path
 
 from engine.bench.engine_arm import ENGINE_KINDS, EngineArms
 from engine.bench.equivalence import MISMATCH, NEAR, check_runs
+from engine.bench.history import Histories, plain_answerer
 from engine.bench.lookup_arm import run_lookup
-from engine.bench.peer_arm import PEER_KINDS, run_peer
+from engine.bench.peer_arm import PEER_KINDS, check_spec, run_peer
 from engine.bench.results import ArmSpec, RunResult
 from engine.bench.suites import BenchPrompt
 from engine.errors import TandemError
@@ -47,6 +52,11 @@ def check_arms(arms: Sequence[ArmSpec], opts: BenchOptions) -> None:
             raise TandemError(f"unknown arm {a.name!r}: choose from {', '.join(kinds)}")
         if a.kind in PEER_KINDS and opts.peer_dir is None:
             raise TandemError(f"arm {a.name} needs --peer-llama-cpp DIR (build it with scripts/build_peer_llama.sh)")
+        if a.kind in PEER_KINDS:
+            try:
+                check_spec(a)
+            except ValueError as exc:
+                raise TandemError(f"arm {a.name}: {exc}") from exc
     if "plain" not in names:
         raise TandemError("the plain arm is the reference for speed and output: keep it in --arms")
 
@@ -61,43 +71,64 @@ def run_bench(
     engine.cost_model()
     engine.baseline_tps()
     runner = EngineArms(engine)
+    histories = Histories(plain_answerer(engine, opts.max_tokens))
+    greedy = opts.temperature <= 0
+    names = [a.name for a in arms]
     try:
-        prepared = []
-        for p in prompts:
-            tokens = engine.chat_tokens(p.messages)
-            if len(tokens) + opts.max_tokens + 16 > engine.target.n_ctx:
-                log(f"skipping {p.id}: {len(tokens)} prompt tokens + {opts.max_tokens} do not fit the context")
-                continue
-            prepared.append((p, tokens, engine.template.render(p.messages, add_generation_prompt=True)))
-        if not prepared:
-            raise TandemError("no prompt fits the context")
-        p0, t0, _ = prepared[0]
-        for arm in arms:
-            if arm.kind in ENGINE_KINDS:
-                runner.run(arm, p0, t0, max_tokens=min(WARMUP_TOKENS, opts.max_tokens),
-                           temperature=opts.temperature, seed=opts.seed)
-        log(f"setup (cost curve, baseline, warm-up) took {time.perf_counter() - started:.0f} s")
         results: list[RunResult] = []
-        for i, (prompt, tokens, text) in enumerate(prepared):
+        warm = False
+        for i, prompt in enumerate(prompts):
+            prepared = prepare(engine, histories, prompt, opts.max_tokens, log)
+            if prepared is None:
+                continue
+            tokens, text = prepared
+            if not warm:
+                for arm in arms:
+                    if arm.kind in ENGINE_KINDS:
+                        runner.run(arm, prompt, tokens, max_tokens=min(WARMUP_TOKENS, opts.max_tokens),
+                                   temperature=opts.temperature, seed=opts.seed)
+                warm = True
+                log(f"setup (cost curve, baseline, warm-up) took {time.perf_counter() - started:.0f} s")
             tries: dict[str, list[RunResult]] = {a.name: [] for a in arms}
             for rep in range(max(1, opts.repeats)):
                 k = (i + rep) % len(arms)
                 for arm in [*arms[k:], *arms[:k]]:
-                    tries[arm.name].append(_run_one(engine, runner, arm, prompt, tokens, text, opts))
+                    r = _run_one(engine, runner, arm, prompt, tokens, text, opts)
+                    r.turn = prompt.turn
+                    tries[arm.name].append(r)
             done = [fastest(tries[a.name]) for a in arms]
-            check_runs(done, engine.target_model, greedy=opts.temperature <= 0)
-            for r in sorted(done, key=lambda r: [a.name for a in arms].index(r.arm)):
-                log(f"[{i + 1}/{len(prepared)}] {progress_line(r)}")
+            check_runs(done, engine.target_model, greedy=greedy)
+            plain = next(r for r in done if r.arm == "plain")
+            if greedy and plain.ok:
+                histories.remember(prompt, plain.text)  # the history of this question's next turn
+            for r in sorted(done, key=lambda r: names.index(r.arm)):
+                log(f"[{i + 1}/{len(prompts)}] {progress_line(r)}")
                 if r.check and r.check["status"] == MISMATCH:
                     log(f"!!! MISMATCH: {r.arm} on {r.prompt_id}: {r.check['detail']} "
                         f"(plain margin {r.check['margin']}) — speculation changed the output")
             results.extend(done)
+        if not results:
+            raise TandemError("no prompt fits the context")
+        if histories.generated:
+            log(f"earlier turns answered by plain decoding outside the runs: {', '.join(histories.generated)}")
         return results
     finally:
         runner.close()
         engine.target.truncate(0)
         if engine.draft is not None:
             engine.draft.truncate(0)
+
+
+def prepare(engine, histories: Histories, prompt: BenchPrompt, max_tokens: int,
+            log: Callable[[str], None]) -> tuple[list[int], str] | None:
+    """(tokens, rendered text) of the conversation up to `prompt`, or None when it
+    does not fit the context with `max_tokens` to spare."""
+    messages = histories.conversation(prompt)
+    tokens = engine.chat_tokens(messages)
+    if len(tokens) + max_tokens + 16 > engine.target.n_ctx:
+        log(f"skipping {prompt.id}: {len(tokens)} prompt tokens + {max_tokens} do not fit the context")
+        return None
+    return tokens, engine.template.render(messages, add_generation_prompt=True)
 
 
 def fastest(runs: list[RunResult]) -> RunResult:

@@ -16,6 +16,11 @@ from engine.bench.sol import best_tree_tau, paper_term
 
 ALL = "all"
 PLAIN = "plain"
+FIRST_TURNS, LATER_TURNS = "first turns", "later turns"
+TURN_GROUPS = (FIRST_TURNS, LATER_TURNS)
+# llama.cpp's own speculation (peer_arm, lookup_arm), and which of it needs no draft model
+PEER_SPEC_KINDS = ("llama.cpp-draft", "llama.cpp-ngram", "lcp-lookup")
+MODEL_FREE_KINDS = ("llama.cpp-ngram", "lcp-lookup")
 
 
 @dataclass
@@ -67,12 +72,60 @@ def arms(runs: Sequence[RunResult]) -> list[str]:
     return seen
 
 
+def in_group(r: RunResult, group: str) -> bool:
+    """Whether a run counts in a summary group: a category, all, or the first /
+    later turns of multi-turn questions."""
+    if group == ALL:
+        return True
+    if group == FIRST_TURNS:
+        return r.turn == 1
+    if group == LATER_TURNS:
+        return r.turn > 1
+    return r.category == group
+
+
 def summarize(runs: Sequence[RunResult]) -> dict[str, list[ArmSummary]]:
-    """{category (and "all"): [one summary per arm]}."""
+    """{category, "all", and with multi-turn questions "first turns" and "later
+    turns": [one summary per arm]}, in that order."""
+    groups = [*categories(runs), ALL]
+    if any(r.turn > 1 for r in runs):
+        groups += TURN_GROUPS
     out: dict[str, list[ArmSummary]] = {}
-    for cat in [*categories(runs), ALL]:
-        sel = [r for r in runs if cat == ALL or r.category == cat]
-        out[cat] = [summarize_arm(arm, cat, sel) for arm in arms(runs)]
+    for group in groups:
+        sel = [r for r in runs if in_group(r, group)]
+        out[group] = [summarize_arm(arm, group, sel) for arm in arms(runs)]
+    return out
+
+
+def kind(arm: str) -> str:
+    return arm.split(":")[0]
+
+
+@dataclass
+class PeerComparison:
+    group: str
+    best_peer: ArmSummary | None  # llama.cpp's fastest speculation, draft model or not
+    best_model_free: ArmSummary | None  # ... without a draft model (n-gram kinds, prompt lookup)
+    ours: ArmSummary | None  # Tandem's `auto`
+
+    @property
+    def ours_vs_model_free(self) -> float | None:
+        if self.ours is None or self.best_model_free is None:
+            return None
+        return _ratio(self.ours.speedup or 0.0, self.best_model_free.speedup or 0.0)
+
+
+def best_peers(summary: dict[str, list[ArmSummary]], ours: str = "auto") -> list[PeerComparison]:
+    """Per group, the fastest llama.cpp peer (by speedup over plain in the same run)
+    beside Tandem's `ours` arm (the arm of that name, else the first of that kind)."""
+    out = []
+    for group, rows in summary.items():
+        ran = [s for s in rows if s.speedup is not None]
+        peers = [s for s in ran if kind(s.arm) in PEER_SPEC_KINDS]
+        free = [s for s in peers if kind(s.arm) in MODEL_FREE_KINDS]
+        mine = [s for s in ran if s.arm == ours] or [s for s in ran if kind(s.arm) == ours]
+        out.append(PeerComparison(group, max(peers, key=lambda s: s.speedup, default=None),
+                                  max(free, key=lambda s: s.speedup, default=None), mine[0] if mine else None))
     return out
 
 

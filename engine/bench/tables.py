@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from engine.bench.equivalence import MISMATCH, NEAR
 from engine.bench.results import RunResult
-from engine.bench.summary import ALL, ArmSummary
+from engine.bench.summary import ALL, PLAIN, TURN_GROUPS, ArmSummary, best_peers, in_group
 
 COLUMNS = ("arm", "tok/s", "speedup", "τ", "τ bound", "accept", "draft/verify/other %", "overhead ms/step",
            "prefill tok/s", "CPU share", "mismatches")
@@ -63,6 +63,40 @@ def speed_of_light_table(rows: Sequence[ArmSummary]) -> str:
     return "\n".join(lines)
 
 
+def speedup_overview(summary: dict[str, list[ArmSummary]]) -> str:
+    """One row per arm, one column per group: speedup over plain in this run."""
+    groups = list(summary)
+    lines = ["| speedup vs plain | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for s in summary[ALL]:
+        if s.arm == PLAIN:
+            continue
+        cells = []
+        for g in groups:
+            row = next((x for x in summary[g] if x.arm == s.arm), None)
+            cells.append(_f(row.speedup if row else None, ".2f"))
+        lines.append(f"| `{s.arm}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def peer_table(summary: dict[str, list[ArmSummary]]) -> str | None:
+    """Which llama.cpp peer is fastest per group, and how `auto` compares with the
+    best model-free one (None when no peer ran)."""
+    rows = best_peers(summary)
+    if not any(r.best_peer for r in rows):
+        return None
+
+    def arm(s: ArmSummary | None) -> str:
+        return f"`{s.arm}` {s.speedup:.2f}×" if s is not None and s.speedup is not None else "–"
+
+    lines = ["| group | best llama.cpp peer | best model-free peer | `auto` | `auto` ÷ best model-free |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r.ours_vs_model_free
+        lines.append(f"| {r.group} | {arm(r.best_peer)} | {arm(r.best_model_free)} | {arm(r.ours)} | "
+                     f"{_f(ratio, '.2f') + ('×' if ratio is not None else '')} |")
+    return "\n".join(lines)
+
+
 def mismatch_report(runs: Sequence[RunResult]) -> str:
     bad = [r for r in runs if r.check and r.check["status"] in (MISMATCH, NEAR)]
     if not bad:
@@ -112,10 +146,17 @@ def results_markdown(summary: dict[str, list[ArmSummary]], runs: Sequence[RunRes
         "mismatches: outputs that differ from plain decoding beyond a near-tie.",
         "",
     ]
-    order = [c for c in summary if c != ALL] + [ALL]
-    for cat in order:
-        n = len({r.prompt_id for r in runs if cat == ALL or r.category == cat})
-        parts += [f"## {cat} ({n} prompt{'s' if n != 1 else ''})", "", table(summary[cat]), ""]
+    parts += ["## Speedup over plain decoding", "", speedup_overview(summary), ""]
+    if any(g in summary for g in TURN_GROUPS):
+        parts += ["Multi-turn questions: \"first turns\" pools every first turn, \"later turns\" every second "
+                  "and later turn (its earlier turns answered once by plain greedy decoding, the same history "
+                  "for every arm).", ""]
+    peers = peer_table(summary)
+    if peers:
+        parts += ["## llama.cpp peers: the fastest per group", "", peers, ""]
+    for group in summary:
+        n = len({r.prompt_id for r in runs if in_group(r, group)})
+        parts += [f"## {group} ({n} prompt{'s' if n != 1 else ''})", "", table(summary[group]), ""]
     sol = speed_of_light_table(summary[ALL])
     if sol:
         parts += ["## Speed of light (deterministic speculation, arXiv 2512.11718)", "", sol, ""]

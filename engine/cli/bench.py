@@ -4,6 +4,7 @@ and the offline replay of speculation policies (issue 5 §1-2).
     tandem bench                          # our suite, every arm, 256 tokens -> bench-results/<time>/
     tandem bench --quick                  # one prompt per category, 128 tokens, a few arms (< 10 min)
     tandem bench --suite humaneval --max-prompts 20
+    tandem bench --suite ours,revision    # our suite and the revision suite (multi-turn: every turn is run)
     tandem bench --arms plain chain:n_max=3 auto --peer-llama-cpp "$(scripts/build_peer_llama.sh | tail -1)"
     tandem bench --record                 # traces of the target's replies -> ceiling table
     tandem bench --replay TRACE_DIR       # replay policies on saved traces, in seconds
@@ -22,7 +23,7 @@ from engine.errors import TandemError
 
 QUICK_ARMS = ("plain", "chain", "ngram", "auto", "lcp-lookup")  # staged: slowest today; auto covers it
 FULL_ARMS = ("plain", "chain", "tree", "c2t", "ngram", "staged", "auto", "lcp-lookup")
-QUICK_PEER_ARMS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-ngram")
+QUICK_PEER_ARMS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-ngram", "llama.cpp-ngram:type=ngram-mod")
 NEEDS_DRAFT = ("chain", "tree", "c2t", "staged", "llama.cpp-draft")
 
 
@@ -30,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark speculation against plain decoding (and llama.cpp)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("prompts")
-    g.add_argument("--suite", default="ours", help="ours (default), humaneval, or a MT-bench style .jsonl path")
+    g.add_argument("--suite", default="ours",
+                   help="ours (default), revision (paste code or a document, ask for it back changed), humaneval, "
+                        "or a MT-bench style .jsonl path (every turn is run); join several with commas")
     g.add_argument("--categories", nargs="+", metavar="CAT", help="only these categories")
     g.add_argument("--prompts", nargs="+", metavar="ID", help="only these question ids")
     g.add_argument("--max-prompts", type=int, help="at most this many prompts")
@@ -39,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("runs")
     r.add_argument("--arms", nargs="+", metavar="ARM",
                    help="kind[:key=value,...]; kinds: plain, chain, tree, c2t, ngram, staged, auto, lcp-lookup, "
-                        "llama.cpp, llama.cpp-draft, llama.cpp-ngram (default: all that apply)")
+                        "llama.cpp, llama.cpp-draft, llama.cpp-ngram[:type=ngram-mod|ngram-map-k|...] "
+                        "(default: all that apply)")
     r.add_argument("--max-tokens", type=int, help="new tokens per reply, every arm (default 256; --quick 128)")
     r.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run every (prompt, arm) N times, rotating the order, and keep the fastest: "
@@ -165,6 +169,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
               file=sys.stderr)
         runs = run_bench(engine, prompts, arms, opts)
         machine["load_average_at_end"] = load_average()
+        # every check of the curves against live decodes, and any new measurement it caused
+        config["cost_checks"] = list(engine.cost_log)
+        if engine.costs_in_use is not costs:
+            config["cost_summary_ms_at_end"] = describe(engine.costs_in_use)
     finally:
         engine.close()
     md = write_results(out, runs, config, machine)
@@ -245,17 +253,18 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def measure_costs(args: argparse.Namespace, out: Path):
-    """Measure the curves now (robustly) with the loaded pair, and keep them beside the traces."""
+    """Measure the curves now (contention-filtered) with the loaded pair, and keep them beside the traces."""
     from datetime import datetime
 
-    from engine.bench.costs import robust_costs
+    from engine.bench.costs import describe
     from engine.bench.machine import load_average
 
     engine = open_bench_engine(args)
     try:
-        costs = robust_costs(engine, log=lambda s: print(s, file=sys.stderr, flush=True))
+        costs = engine.cost_model(remeasure=True)
     finally:
         engine.close()
+    print(f"decode cost (ms, target/draft): {describe(costs)}", file=sys.stderr)
     path = out / f"costs-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"target": costs.target.to_dict(), "draft": costs.draft.to_dict(),

@@ -43,6 +43,7 @@ BASELINE_PLAUSIBLE = 0.5  # of the decode-only speed 1 / cost(1 token)
 # by the next engine, so a restart does not read the conversation again (about 200 tokens/s
 # here: 3,200 tokens took 18-24 s; restoring them takes a fraction of a second).
 WARM_MIN_TOKENS = 512
+RECHECK_S = 120.0  # at most one drift check of the cost curve this often
 
 
 class Engine:
@@ -89,6 +90,11 @@ class Engine:
         )
         self._last_stream: list[int] = []  # the last prompt + reply added to the history
         self._cost: CostModel | None = None
+        self._cost_stale = False  # live timings drifted from the curve: check it before the next reply
+        self._drift: costmodel.DriftMonitor | None = None
+        self._last_drift = -RECHECK_S
+        self.cost_log: list[dict] = []  # every check and measurement of the curves, for the benchmark's record
+        self._cost_notices: list[str] = []
         self._baseline: float | None = None
         self._lock = threading.Lock()
         self._drafters: dict[tuple, object] = {}
@@ -122,29 +128,87 @@ class Engine:
         where = f"{system_info()}|rpc={','.join(self.load_settings.rpc)}" if self.load_settings.rpc else system_info()
         return costmodel.cache_key(Path(path), where, self.threads, gpu_layers)
 
+    def _share_threads(self, gpu_layers: int, remote: bool = False) -> int:
+        """Threads a decode keeps busy, for the contention filter; 0 (no filter) when
+        the model runs on a GPU or on remote devices and this CPU mostly waits."""
+        return 0 if remote or (gpu_layers != 0 and supports_gpu_offload()) else self.threads
+
     def cost_model(self, remeasure: bool = False) -> CostModel:
-        """Decode cost of the target (and draft) on this machine, measured once and
-        cached per model file, backend, threads and GPU layers."""
-        if self._cost is not None and not remeasure:
+        """Decode cost of the target (and draft) on this machine: cached per model
+        file, backend, threads and GPU layers, but only when measured on a quiet
+        machine, checked against a second of live decodes before it is trusted, and
+        checked again when the engine's own decodes drift away from it."""
+        if self._cost is not None and not remeasure and not self._cost_stale:
             return self._cost
+        if self._cost_stale and self.governor is not None and self.governor.current != self.governor.full:
+            return self._cost  # the machine is busy right now: judge the curve another time
+        load = self.load_settings
         cache = paths.cache_dir()
-        key = self._curve_key(self.load_settings.target, self.load_settings.gpu_layers)
-        target = self._curve(self.target, key, cache, remeasure)
+        current = self._cost if self._cost_stale else None
+        self._cost_stale = False
+        target = self._curve(self.target, "target", self._curve_key(load.target, load.gpu_layers),
+                             self._share_threads(load.gpu_layers, self.remote is not None), cache, remeasure,
+                             current.target if current else None)
         draft = None
         if self.draft is not None:
-            key = self._curve_key(self.load_settings.draft, self.load_settings.draft_gpu_layers)
-            draft = self._curve(self.draft, key, cache, remeasure)
-        self._cost = CostModel(target, draft)
-        self._drafters.clear()  # auto's drafter holds the curve it was made with
+            draft = self._curve(self.draft, "draft", self._curve_key(load.draft, load.draft_gpu_layers),
+                                self._share_threads(load.draft_gpu_layers), cache, remeasure,
+                                current.draft if current else None)
+        cost = CostModel(target, draft)
+        if current is None or cost.target is not current.target or cost.draft is not current.draft:
+            self._drafters.clear()  # auto's drafter holds the curve it was made with
+            if self.governor is not None:
+                self.governor.expected = cost.target
+        self._cost = cost
+        self._drift = costmodel.DriftMonitor(cost.target)
+        return cost
+
+    @property
+    def costs_in_use(self) -> CostModel | None:
+        """The curves replies are using now, without checking them."""
         return self._cost
 
-    @staticmethod
-    def _curve(lm: LlamaLM, key: str, cache: Path, remeasure: bool) -> CostCurve:
-        curve = None if remeasure else costmodel.load_cached(cache, key)
-        if curve is None:
-            curve = costmodel.measure(lm)
-            costmodel.save_cached(cache, key, curve)
+    def _curve(self, lm: LlamaLM, what: str, key: str, threads: int, cache: Path, remeasure: bool,
+               current: CostCurve | None) -> CostCurve:
+        """`current`: the curve in use, whose live timings drifted (else the cache's)."""
+        known = None if remeasure else (current or costmodel.load_cached(cache, key))
+        if known is not None:
+            check = costmodel.spot_check(lm, known, threads)
+            if check.verdict is None:
+                self._log_cost(what, "kept", "busy, not judged" if check.busy else "agrees with live decodes")
+                return known
+            self._log_cost(what, "drifted", check.verdict)
+        curve = costmodel.measure(lm, threads)
+        if costmodel.save_cached(cache, key, curve):
+            self._log_cost(what, "measured", "cached")
+        else:
+            # Never cached: the next session (or the next drift check) measures again.
+            self._log_cost(what, "measured", "the machine was busy: used for now, not cached")
         return curve
+
+    def _log_cost(self, what: str, action: str, detail: str) -> None:
+        entry = {"at": time.time(), "model": what, "action": action, "detail": detail}
+        self.cost_log.append(entry)
+        if action == "drifted":
+            self._cost_notices.append(f"The {what}'s measured decode costs no longer matched this machine "
+                                      f"({detail}); measured them again.")
+
+    def _observe_decode(self, n_tokens: int, seconds: float) -> None:
+        """After every target decode of a reply: the thread governor, and the check
+        of the cost curve against the engine's own timings."""
+        governor = self.governor
+        if governor is not None:
+            governor.observe(n_tokens, seconds)
+            if governor.current != governor.full:
+                return  # fewer threads than the curve was measured with
+        if self._drift is not None and not self._cost_stale:
+            # the context the decode attended to: what is cached now, give or take the new nodes
+            self._drift.observe(n_tokens, seconds, len(self.target.tokens))
+            reason = self._drift.verdict()
+            if reason is not None and time.monotonic() - self._last_drift >= RECHECK_S:
+                self._last_drift = time.monotonic()
+                self._cost_stale = True  # checked and, if confirmed, re-measured before the next reply
+                self._log_cost("target", "live timings drifted", reason)
 
     def baseline_tps(self, remeasure: bool = False) -> float:
         """Plain decoding speed of the target on this machine (tokens/s), measured
@@ -171,23 +235,31 @@ class Engine:
                 pass
         best = 0.0
         for _ in range(BASELINE_ATTEMPTS):
-            best = max(best, self._measure_baseline())
+            tps, clean = self._measure_baseline()
+            best = max(best, tps)
             if self._plausible_baseline(best):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"tokens_per_s": best}))
+                if clean:  # a run that shared the cores with other programs is never cached
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps({"tokens_per_s": best}))
                 break
         self._baseline = best
         return best
 
-    def _measure_baseline(self) -> float:
+    def _measure_baseline(self) -> tuple[float, bool]:
+        """(tokens/s of the fastest of a few short runs, whether that run had the
+        cores to itself: CPU share at least costmodel.MIN_SHARE)."""
         prompt = self.chat_tokens([{"role": "user", "content": "Count from one to fifty in words."}])
         settings = GenerationSettings(max_tokens=BASELINE_TOKENS)
         settings.spec.mode = "off"
+        threads = self._share_threads(self.load_settings.gpu_layers, self.remote is not None)
         # the fastest of a few short runs: other processes can only slow a run down
         runs = []
         for _ in range(BASELINE_RUNS):
             self.target.truncate(0)
-            runs.append(self._run(prompt, NoDrafter(), settings, None, None, None).stats.tokens_per_s)
+            cpu0, wall0 = costmodel.cpu_time(), time.perf_counter()
+            tps = self._run(prompt, NoDrafter(), settings, None, None, None).stats.tokens_per_s
+            cpu, wall = costmodel.cpu_time() - cpu0, time.perf_counter() - wall0
+            runs.append((tps, threads <= 0 or cpu >= costmodel.MIN_SHARE * wall * threads))
         self.target.truncate(0)
         return max(runs)
 
@@ -257,8 +329,14 @@ class Engine:
         if spec.mode == "auto" and dm is None and self.draft_problem and on_event:
             on_event(NoticeEvent(f"The draft model cannot be used ({self.draft_problem}); "
                                  "speculating with the n-gram stage only."))
+        if self._cost_stale:
+            self.cost_model()  # live timings drifted from the curve: check it (and re-measure) first
         cost = self.cost_model() if spec.mode == "auto" else None
         baseline = self.baseline_tps()
+        while self._cost_notices:
+            notice = self._cost_notices.pop(0)
+            if on_event:
+                on_event(NoticeEvent(notice))
         self._ensure_governor()
         drafter = self._drafter(spec, dm, cost)
         self._restore_warm()
@@ -355,7 +433,7 @@ class Engine:
                     self.target, prompt, drafter, settings,
                     eog_mask=self.target_model.eog_mask, token_bytes=self.target_model.token_bytes,
                     cancel=cancel, on_event=on_event, baseline_tps=baseline, record_margins=record_margins,
-                    on_target_decode=self.governor.observe if self.governor is not None else None,
+                    on_target_decode=self._observe_decode,
                     plain=plain,
                     draft_model=self.draft_model.path.name if self.draft_model is not None else None,
                 )

@@ -48,11 +48,17 @@ def test_humaneval_suite_from_the_package() -> None:
     assert prompts[0].text.startswith("Complete the following Python function:\n```python\n")
 
 
-def test_mt_bench_file_first_turn(tmp_path) -> None:
+def test_mt_bench_file_every_turn(tmp_path) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps({"question_id": 7, "category": "x", "turns": ["first", "second"]}) + "\n")
-    (p,) = load_suite(str(path))
-    assert (p.id, p.category, p.messages) == ("7", "x", [{"role": "user", "content": "first"}])
+    p, q = load_suite(str(path))
+    assert (p.id, p.category, p.turn, p.messages) == ("7", "x", 1, [{"role": "user", "content": "first"}])
+    assert (q.id, q.question_id, q.turn, q.earlier) == ("7#2", "7", 2, ("first",))
+    assert q.conversation(["answer"]) == [{"role": "user", "content": "first"},
+                                          {"role": "assistant", "content": "answer"},
+                                          {"role": "user", "content": "second"}]
+    with pytest.raises(TandemError):
+        q.messages  # noqa: B018 - a later turn has no conversation without the earlier answers
 
 
 # ------------------------------------------------------------------ equivalence

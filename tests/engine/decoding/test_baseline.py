@@ -4,14 +4,22 @@ a measurement poisoned by a busy machine is never believed, cached or not."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from engine.decoding import costmodel
 from engine.decoding.costmodel import CostCurve, CostModel
 from engine.models import paths
 from engine.runtime.session import Engine
 from engine.settings import LoadSettings
 from tests.helpers.tiny_gguf import write_tiny_gguf
+
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """Whatever else runs on the test machine, every run gets the whole core (one thread)."""
+    monkeypatch.setattr(costmodel, "cpu_time", time.perf_counter)
 
 
 @pytest.fixture()
@@ -55,3 +63,11 @@ def test_a_baseline_that_stays_implausible_is_not_cached(engine) -> None:
     path.unlink(missing_ok=True)
     tps = engine.baseline_tps()
     assert tps > 0 and not path.exists()
+
+
+def test_a_baseline_measured_while_other_programs_held_the_cores_is_not_cached(engine, monkeypatch) -> None:
+    monkeypatch.setattr(costmodel, "cpu_time", lambda: 0.1 * time.perf_counter())  # a tenth of a core
+    with_decode_cost(engine, 1.0)
+    path = cache_file(engine)
+    path.unlink(missing_ok=True)
+    assert engine.baseline_tps() > 0.5 and not path.exists()
