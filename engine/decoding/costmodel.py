@@ -25,6 +25,10 @@ Attention reads every cached token, so a decode after 3,000 tokens of context
 costs more than after 256 (here +36% for 16 tokens, +15% for one).  The curve is
 measured at every size after BASE_CONTEXT tokens and at fewer sizes after longer
 contexts; `curve(n, context)` adds the extra cost, linear in the context length.
+
+Over 400 lines on purpose: the curve, how it is measured, how a cached one is trusted
+and how live decodes are checked against it share one set of conditions (threads,
+contention threshold, context lengths); apart, they would drift out of step.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Why not the high-level `Llama` class: it owns one sequence and no `n_seq_max` /
 `kv_unified`, which tree verification needs (DESIGN §2).  This module only
 wraps C calls; the KV bookkeeping for trees lives in engine/llama/lm.py.
+
+Over 400 lines on purpose: it is one C API's wrapper (model, context, batch, logits,
+KV calls, logging, shutdown order), each part a few lines that only make sense next to
+the others; the decoding logic stays out of it.
 """
 
 from __future__ import annotations

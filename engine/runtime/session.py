@@ -6,6 +6,10 @@ turn only decodes the new messages (the shared prefix stays cached), the
 measured decode costs, the plain-decoding baseline, what the pair has
 learned about its own acceptance and the user's speculation history (earlier
 prompts and replies, engine/drafters/history.py; kept on this computer only).
+
+Over 400 lines on purpose: `Engine` is the one object every front end holds, and its
+parts (loading, cost curve, baseline, warm start, history, a reply) each guard the same
+caches and lock; the logic they call lives in decoding/, drafters/ and models/.
 """
 
 from __future__ import annotations
