@@ -106,8 +106,13 @@ def system_info() -> str:
 
 
 def supports_gpu_offload() -> bool:
+    """Whether layers can go to a GPU of this machine.  llama.cpp's own answer is also
+    yes for a CPU build with the RPC backend (remote devices count), which says
+    nothing about `--gpu-layers` here."""
     init_backend()
-    return bool(C.llama_supports_gpu_offload())
+    from engine.llama.rpc import local_devices
+
+    return bool(C.llama_supports_gpu_offload()) and bool(local_devices())
 
 
 def amx_compiled_in() -> bool:

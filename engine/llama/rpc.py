@@ -145,14 +145,18 @@ def _fn(name: str) -> Any:
     if not _libs:
         import llama_cpp  # noqa: F401  (loads ggml's libraries in the order they need)
 
-        _libs["rpc"] = _load("ggml-rpc")
         _libs["ggml"] = _load("ggml")
         _libs["base"] = _load("ggml-base")
+        with contextlib.suppress(RemoteError):  # a build without RPC still lists its devices
+            _libs["rpc"] = _load("ggml-rpc")
     for lib in _libs.values():
         with contextlib.suppress(AttributeError):
             f = getattr(lib, name)
             f.argtypes, f.restype = _SIGNATURES[name]
             return f
+    if name.startswith("ggml_backend_rpc") and "rpc" not in _libs:
+        raise RemoteError("this llama.cpp build has no RPC backend: reinstall with `make run`, "
+                          "which builds llama.cpp with -DGGML_RPC=ON")
     raise RemoteError(f"this llama.cpp build lacks {name}")
 
 
