@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
         ec.baseline_changed.connect(self._on_baseline)
         ec.measure_result.connect(self._on_measure_result)
         ec.measure_started.connect(self._on_measure_started)
+        self._server_warning = ""  # see _on_server_changed
         ec.server_changed.connect(self._on_server_changed)
 
         self.first_run.provisioned.connect(lambda: self.engine.boot())
@@ -493,6 +494,8 @@ class MainWindow(QMainWindow):
         if problem:
             notes.insert(0, f"The draft model cannot speculate for this target ({problem}); Tandem uses the "
                             "n-gram stage only. Pick a compatible draft in Settings.")
+        if self._server_warning:  # the loading banners replaced it: say it again
+            notes.append(self._server_warning)
         if notes:
             self.banner.show_message("\n".join(notes), "warn", actions=[("Settings…", self.open_settings)])
         self._sync_can_send()
@@ -512,6 +515,9 @@ class MainWindow(QMainWindow):
 
     def _on_server_changed(self, url: str, message: str) -> None:
         self.status.set_server(url)
+        # a warning about a running server (reachable from the network) must outlive the
+        # load notices that may replace the banner a moment later
+        self._server_warning = message if url else ""
         if message:
             self.banner.show_message(message, "warn" if url else "error", actions=[("Settings…", self.open_settings)])
 

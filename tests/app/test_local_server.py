@@ -94,7 +94,9 @@ def test_a_saved_switch_starts_the_server_with_the_app_and_warns_about_the_netwo
     window = open_window().window
     qtbot.waitUntil(window.status.server.isVisible, timeout=20000)
     assert window.status.server.text() == f"API http://0.0.0.0:{port}/v1"
-    assert "other computers on the network can reach it" in window.banner.label.text()  # warned
+    # warned when the server starts, and again once the loading banners are done
+    qtbot.waitUntil(lambda: "other computers on the network can reach it" in window.banner.label.text(),
+                    timeout=60000)
     r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
     assert r.status_code == 401  # the saved API key is required
     r = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": "Bearer k"}, timeout=10)
