@@ -55,6 +55,8 @@ DEFINITIONS = {
 }
 STAGE_ROWS = (("draft", "draft model"), ("ngram", "n-gram: conversation"), ("recycle", "n-gram: recycling"),
               ("history", "history"), ("total", "all stages"))
+# what fits above a column of a 300 px dock; the full name is the header's tooltip
+STAGE_SHORT = {"draft": "draft", "ngram": "convers.", "recycle": "recycle", "history": "history", "total": "all"}
 COLUMNS = ("drafted", "tested", "accepted", "rejected", "ignored")
 
 
@@ -200,7 +202,9 @@ class StatsPanel(QWidget):
         # counters down, stages across: three narrow number columns fit a narrow dock
         self.table = QTableWidget(len(COLUMNS), len(STAGE_ROWS))
         self.table.setObjectName("stageTable")
-        self.table.setHorizontalHeaderLabels([label for _key, label in STAGE_ROWS])
+        self.table.setHorizontalHeaderLabels([STAGE_SHORT[key] for key, _label in STAGE_ROWS])
+        for col, (_key, label) in enumerate(STAGE_ROWS):
+            self.table.horizontalHeaderItem(col).setToolTip(label)
         self.table.setVerticalHeaderLabels(list(COLUMNS))
         for row, name in enumerate(COLUMNS):
             self.table.verticalHeaderItem(row).setToolTip(DEFINITIONS[name])
