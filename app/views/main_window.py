@@ -178,7 +178,7 @@ class MainWindow(QMainWindow):
         cc.reply_progress.connect(self._on_reply_progress)
         cc.reply_finished.connect(self._on_reply_finished)
         cc.busy_changed.connect(self._on_busy)
-        cc.notice.connect(lambda m: self.banner.show_message(m, "warn"))
+        cc.notice.connect(self._on_reply_notice)
         cc.error.connect(lambda m: self.banner.show_message(f"The engine could not answer: {m}", "error"))
 
         ec.state_changed.connect(self._on_engine_state)
@@ -199,6 +199,7 @@ class MainWindow(QMainWindow):
         self.first_run.use_default_pair.connect(self._use_default_pair)
 
         self._reading = False  # the "Reading the conversation" banner is up
+        self._reply_notice = ""  # the engine's last notice about the reply being written
         self._stats_timer = QTimer(self)
         self._stats_timer.setSingleShot(True)
         self._stats_timer.timeout.connect(self._refresh_live_stats)
@@ -364,6 +365,7 @@ class MainWindow(QMainWindow):
     def _on_reply_started(self, _msg_id: int) -> None:
         """The previous reply's figures must not stand in for this one's while the
         engine reads the conversation."""
+        self._reply_notice = ""  # a new reply: earlier notices are not about it
         self.selected_stats_msg = None
         active = self.chat.active
         self.stats.show_stats({}, [], live=True, heading=self._stats_heading(None, True),
@@ -387,11 +389,20 @@ class MainWindow(QMainWindow):
         self.banner.set_progress(done, total)
         self.stats.heading.setText(f"This reply — {text[0].lower()}{text[1:]}…")
 
+    def _on_reply_notice(self, message: str) -> None:
+        """What the engine says about a reply (turns left out to fit the context, ...).
+        The "Reading the conversation" banner may replace it a moment later, so it is
+        kept and shown again when reading ends."""
+        self._reply_notice = message
+        self.banner.show_message(message, "warn")
+
     def _end_reading(self) -> None:
         if self._reading:
             self._reading = False
             if self.banner.kind == "info" and self.banner.progress.isVisible():
                 self.banner.hide()
+                if self._reply_notice:
+                    self.banner.show_message(self._reply_notice, "warn")
 
     def _on_reply_step(self, _msg_id: int, _step: dict, _snapshot: dict) -> None:
         self._end_reading()

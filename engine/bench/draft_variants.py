@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.decoding.costmodel import measure
+from engine.decoding.costmodel import BASE_CONTEXT, measure
 from engine.llama.backend import LlamaContext, LlamaModel
 from engine.llama.chat_template import ChatTemplate
 from engine.llama.lm import TIP, LlamaLM
@@ -111,7 +111,7 @@ def measure_draft(
 ) -> DraftMeasurement:
     lm = open_lm(path, threads)
     try:
-        curve = measure(lm, sizes=(1, 16), repeats=repeats)
+        curve = measure(lm, lm.ctx.n_threads, sizes=(1, 16), contexts=(BASE_CONTEXT,), samples=repeats)
         agree = agreement(lm, replies) if replies else None
     finally:
         close_lm(lm)

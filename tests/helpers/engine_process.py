@@ -72,9 +72,9 @@ class EngineProcess:
             if event["type"] == kind and mine:
                 return event
 
-    def load(self, load: LoadSettings, req_id: str = "load") -> dict[str, Any]:
+    def load(self, load: LoadSettings, req_id: str = "load", timeout: float = TIMEOUT_S) -> dict[str, Any]:
         self.send({"op": "load", "id": req_id, "load": load.to_dict()})
-        return self.expect("loaded", req_id)
+        return self.expect("loaded", req_id, timeout)
 
     def generate(self, messages: list[dict[str, str]], settings: GenerationSettings | dict[str, Any],
                  req_id: str = "gen", record_margins: bool = False) -> dict[str, Any]:

@@ -151,7 +151,9 @@ def test_the_launcher_stays_on_loopback_unless_told_and_warns_when_not():
 def _reply(load: LoadSettings, mode: str, max_tokens: int = 24, margins: bool = False) -> dict:
     engine = EngineProcess()
     try:
-        engine.load(load)
+        # the real target's first load measures its cost curve (through the network when
+        # remote), a minute or more on a busy 2-core machine
+        engine.load(load, timeout=600)
         settings = GenerationSettings(max_tokens=max_tokens, spec=SpecSettings(mode))
         return engine.generate(PROMPT, settings, record_margins=margins)
     finally:
