@@ -258,6 +258,23 @@ def measure(
     busy = False
     dirty_points = tries = discarded = 0
     shares: list[float] = []
+
+    def sample_sizes(todo: Sequence[int], filler: list[int], want: int, *, dirty_means_busy: bool) -> list[float]:
+        """The best clean time of each size, counting tries and contention as it goes."""
+        nonlocal busy, tries, discarded, dirty_points
+        best = []
+        for n in todo:
+            busy = busy or time.perf_counter() - started > budget_s
+            p = _point(lm, n, filler, threads, want, 1 if busy else max_tries, min_share, cpu_clock)
+            best.append(p.best)
+            tries += p.tries
+            discarded += p.tries - p.clean
+            shares.extend(p.shares)
+            if not p.clean:
+                dirty_points += 1
+                busy = busy or dirty_means_busy
+        return best
+
     lm.truncate(0)
     try:
         for k, context in enumerate(ctxs):
@@ -268,17 +285,7 @@ def measure(
                     _sample(lm, n, filler, cpu_clock)
             todo = sizes if k == 0 else long_sizes
             want = samples if k == 0 else max(1, samples - 1)
-            seconds = []
-            for n in todo:
-                busy = busy or time.perf_counter() - started > budget_s
-                p = _point(lm, n, filler, threads, want, 1 if busy else max_tries, min_share, cpu_clock)
-                seconds.append(p.best)
-                tries += p.tries
-                discarded += p.tries - p.clean
-                shares += p.shares
-                if not p.clean:
-                    dirty_points += 1
-                    busy = True
+            seconds = sample_sizes(todo, filler, want, dirty_means_busy=True)
             curves.append(CostCurve(list(todo), seconds, context))
         if len(curves) > 1:
             # The base context again at the longer contexts' sizes (truncating is free): a
@@ -286,16 +293,7 @@ def measure(
             # right next to it, not against the base curve measured a minute earlier.
             filler = _filler(lm, ctxs[0])
             lm.truncate(ctxs[0] - 1)
-            want = max(1, samples - 1)
-            again = []
-            for n in long_sizes:
-                busy = busy or time.perf_counter() - started > budget_s
-                p = _point(lm, n, filler, threads, want, 1 if busy else max_tries, min_share, cpu_clock)
-                again.append(p.best)
-                tries += p.tries
-                discarded += p.tries - p.clean
-                shares += p.shares
-                dirty_points += not p.clean
+            again = sample_sizes(long_sizes, filler, max(1, samples - 1), dirty_means_busy=False)
             for c in curves[1:]:
                 c.reference = list(again)
             drift = float(np.median([a / curves[0](n) for n, a in zip(long_sizes, again, strict=True)])) - 1
