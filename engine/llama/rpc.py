@@ -115,8 +115,11 @@ def _lib_dir() -> Path:
 
 
 def _load(name: str) -> ctypes.CDLL:
-    for candidate in (f"lib{name}.so", f"lib{name}.dylib", f"{name}.dll"):
-        path = _lib_dir() / candidate
+    # The wheel ships libggml.so; the desktop package keeps only the SONAME (libggml.so.0).
+    lib_dir = _lib_dir()
+    candidates = [lib_dir / f"lib{name}.so", *sorted(lib_dir.glob(f"lib{name}.so.*")),
+                  lib_dir / f"lib{name}.dylib", lib_dir / f"{name}.dll"]
+    for path in candidates:
         if path.exists():
             return ctypes.CDLL(str(path))
     raise RemoteError(

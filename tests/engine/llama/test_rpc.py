@@ -216,3 +216,18 @@ def test_exit_codes_name_the_lost_device_in_the_app():
 
     assert describe_exit(rpc.EXIT_REMOTE_LOST, False) == "the remote device stopped answering"
     assert describe_exit(int(signal.SIGKILL), True).startswith("killed by signal")
+
+
+def test_the_backend_is_found_in_a_package_that_keeps_only_sonames(tmp_path: Path, monkeypatch):
+    """The desktop package bundles llama.cpp's libraries by SONAME only (libggml-rpc.so.0,
+    no libggml-rpc.so): the RPC backend must still be found there (CI found it was not)."""
+    lib_dir = rpc._lib_dir()
+    real = sorted(lib_dir.glob("libggml-rpc.so*"))
+    if not real:
+        pytest.skip("not a Linux wheel layout")
+    (tmp_path / "libggml-rpc.so.0").write_bytes(real[0].read_bytes())
+    monkeypatch.setattr(rpc, "_lib_dir", lambda: tmp_path)
+    lib = rpc._load("ggml-rpc")
+    assert hasattr(lib, "ggml_backend_rpc_add_server")
+    with pytest.raises(rpc.RemoteError, match="no RPC backend"):
+        rpc._load("ggml-nonexistent")
