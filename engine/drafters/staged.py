@@ -27,6 +27,12 @@ proposal to the next, so the engine's own bookkeeping counts), and when its last
 active steps (n-gram stage run, speculating or not) delivered fewer tokens per second
 than plain decoding, it rests: plain steps that skip the stages and their learning,
 8 of them, twice as many after every probe that loses again, back to 8 after a win.
+"Plain decoding" is measured live, from the single-token decodes of this reply's steps
+that verified nothing (and from rest steps), never taken from the start-up curve: the
+shared machine's speed moves by a third between minutes, and a stale, faster figure
+made every quiet stretch look like a loss and put `auto` to rest through the very
+copies it exists for.  A quiet step costs the stage's bookkeeping on top of the decode
+(under 1% of a step on a CPU), so active steps lose only below 97% of plain's rate.
 On a CPU this catches n-gram guesses that keep failing in text that does not repeat;
 on a GPU, where a decode takes about as long as a step's Python bookkeeping (1.8 ms
 vs 1.5 ms on an H100), it is what can keep `auto` near plain speed.
@@ -54,9 +60,17 @@ NGRAM_TO_DRAFT = 12  # n-gram nodes the draft checks per step
 # that loses to plain decoding doubles the wait (a steep CPU cost curve makes the
 # draft a loss most of the time, and a try costs a catch-up decode)
 EXPLORE_FIRST, EXPLORE_MAX = 8, 128
+# A try first catches the draft up on every token since its last one, and that
+# catch-up is proportional to the gap: backing off does not make losing tries cheaper
+# (about 11% of generation time on this CPU, measured on revision prompts).  So tries
+# are paid from a credit of this share of the time generation takes; a draft that
+# wins is used every step, stays in sync, and needs no credit.
+EXPLORE_SHARE = 0.03
 OPTIMISTIC_ACCEPTANCE = 0.95  # per drafted token, for deciding whether drafting can ever pay
 JUDGE_AFTER = 8  # active steps pooled before their realized speed is compared with plain's
 REST_FIRST, REST_MAX = 8, 128  # rest steps (no stage work at all) after active steps lost
+TOLERANCE = 0.03  # active steps below (1 - this) x plain's rate lose
+PLAIN_OVERHEAD_S = 0.0003  # the engine's own work in a plain step (README, engine overhead)
 
 
 def draft_can_pay(cost: CostModel, alpha: float = OPTIMISTIC_ACCEPTANCE, longest: int = 16) -> bool:
@@ -98,6 +112,7 @@ class StagedDrafter:
         self._since_draft = 0
         self._explore_every = EXPLORE_FIRST
         self._draft_viable = cost is None or draft_can_pay(cost)
+        self._explore_credit = 0.0  # seconds of catch-up decoding a try may spend
         self._rest_step = False
         self.guard = RealizedRateGuard(1.0 / cost.target(1)) if cost is not None else None
 
@@ -115,7 +130,7 @@ class StagedDrafter:
         budget = min(self.spec.budget, req.max_nodes)
         ngram = self.stage.candidates(req.stream, max_len=MAX_SPAN if self.adaptive else self.spec.n_max)
         span_budget = min(max(budget, MAX_SPAN), req.max_nodes) if self.adaptive else budget
-        if self.dm is None or not self._draft_pays(ngram, span_budget):
+        if self.dm is None or not self._draft_pays(ngram, span_budget, len(req.stream)):
             self.mode = "ngram" if len(ngram) else "plain"
             return self._size(ngram, span_budget, time.perf_counter() - start)
         self.mode = "staged"
@@ -172,13 +187,24 @@ class StagedDrafter:
 
     # ------------------------------------------------------------------ costs
 
-    def _draft_pays(self, ngram: Tree, budget: int) -> bool:
+    def _catch_up_cost(self, stream_len: int) -> float:
+        behind = max(0, stream_len - len(self.dm.lm.tokens))
+        if behind <= 1:
+            return 0.0
+        batch = min(behind, 64)
+        return behind * self.cost.draft(batch) / batch
+
+    def _draft_pays(self, ngram: Tree, budget: int, stream_len: int) -> bool:
         if not self.adaptive:
             return True
         if not self._draft_viable:
             return False
         self._since_draft += 1
         if self._draft_seconds is None or self._since_draft >= self._explore_every:
+            catch_up = self._catch_up_cost(stream_len)
+            if catch_up > self._explore_credit:
+                return False
+            self._explore_credit -= catch_up
             return True
         _, ngram_rate = best_size(ngram, self.cost.target, 0.0, budget)
         return self._draft_tokens / self._draft_seconds > ngram_rate
@@ -210,9 +236,13 @@ class StagedDrafter:
 
     def observe(self, outcome: StepOutcome) -> None:
         if self.guard is not None:
-            self.guard.step_ended(self._rest_step, len(outcome.accepted) + 1)
+            quiet = not self._rest_step and len(outcome.tree) == 0
+            self.guard.step_ended(self._rest_step, len(outcome.accepted) + 1,
+                                  plain_decode=outcome.t_verify if quiet else None)
             if self._rest_step:  # a rest step does no drafting work at all, learning included
                 return
+        if self.adaptive and self.mode != "staged":
+            self._explore_credit += EXPLORE_SHARE * (outcome.t_draft + outcome.t_verify)
         if self.dm is not None and self.mode == "staged":
             self.dm.settle([outcome.tree.nodes[i].token for i in outcome.accepted])
             if self.adaptive:
@@ -235,7 +265,11 @@ class StagedDrafter:
             self.guard.reply_began()
 
     def prefill(self, prompt: list[int]) -> None:
-        if self.dm is not None and self._draft_viable:
+        # auto reads the prompt into the draft only while the draft is paying (or has
+        # not been tried): otherwise the next try catches up, paid from the credit
+        if self.dm is not None and self._draft_viable and (
+            not self.adaptive or self._draft_seconds is None or self._explore_every == EXPLORE_FIRST
+        ):
             self.dm.prefill(prompt[:-1])
 
 
@@ -248,7 +282,7 @@ class RealizedRateGuard:
         self.plain_rate = plain_rate_guess  # EMA over rest steps once there are some
         self._plain_measured = False
         self._began: float | None = None
-        self._pending: tuple[bool, int] | None = None  # (rested, tokens) of the step in flight
+        self._pending: tuple[bool, int, float | None] | None = None  # the step in flight
         self._tokens = 0
         self._seconds = 0.0
         self._steps = 0
@@ -270,8 +304,10 @@ class RealizedRateGuard:
         self._began = now
         self._pending = None
 
-    def step_ended(self, rested: bool, tokens: int) -> None:
-        self._pending = (rested, tokens)
+    def step_ended(self, rested: bool, tokens: int, plain_decode: float | None = None) -> None:
+        """`plain_decode`: for an active step that verified nothing, the seconds its
+        single-token decode took — a live sample of what plain decoding costs now."""
+        self._pending = (rested, tokens, plain_decode)
 
     def resting(self) -> bool:
         if self._rest_left > 0:
@@ -279,20 +315,24 @@ class RealizedRateGuard:
             return True
         return False
 
-    def _close(self, rested: bool, tokens: int, seconds: float) -> None:
+    def _plain_sample(self, rate: float) -> None:
+        self.plain_rate = rate if not self._plain_measured else 0.9 * self.plain_rate + 0.1 * rate
+        self._plain_measured = True
+
+    def _close(self, rested: bool, tokens: int, plain_decode: float | None, seconds: float) -> None:
         if seconds <= 0:
             return
         if rested:
-            rate = tokens / seconds
-            self.plain_rate = rate if not self._plain_measured else 0.9 * self.plain_rate + 0.1 * rate
-            self._plain_measured = True
+            self._plain_sample(tokens / seconds)
             return
+        if plain_decode is not None and plain_decode > 0:
+            self._plain_sample(1.0 / (plain_decode + PLAIN_OVERHEAD_S))
         self._tokens += tokens
         self._seconds += seconds
         self._steps += 1
         if self._steps < JUDGE_AFTER:
             return
-        won = self._tokens / self._seconds >= self.plain_rate
+        won = self._tokens / self._seconds >= (1.0 - TOLERANCE) * self.plain_rate
         self._tokens, self._seconds, self._steps = 0, 0.0, 0
         if won:
             self._rest_len = REST_FIRST

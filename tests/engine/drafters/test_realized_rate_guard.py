@@ -3,21 +3,22 @@ whole steps timed; when active steps deliver less than plain decoding, auto rest
 
 from __future__ import annotations
 
-from engine.drafters.staged import JUDGE_AFTER, REST_FIRST, REST_MAX, RealizedRateGuard
+from engine.drafters.staged import JUDGE_AFTER, PLAIN_OVERHEAD_S, REST_FIRST, REST_MAX, RealizedRateGuard
 
 PLAIN_STEP = 0.010  # a rest step: 1 token in 10 ms (100 tok/s)
 
 
 def run_steps(guard: RealizedRateGuard, clock: list[float], n: int, *, tokens: int, seconds: float,
-              plain_step: float = PLAIN_STEP) -> list[bool]:
+              plain_step: float = PLAIN_STEP, quiet_decode: float | None = None) -> list[bool]:
     """Drive `n` steps the way StagedDrafter does: an active step yields `tokens` in
-    `seconds`, a rest step one token in `plain_step`.  Returns which steps rested."""
+    `seconds` (with `quiet_decode`: it verified nothing, and its single-token decode took
+    that long), a rest step one token in `plain_step`.  Returns which steps rested."""
     rested = []
     for _ in range(n):
         guard.step_began(clock[0])
         rest = guard.resting()
         rested.append(rest)
-        guard.step_ended(rest, 1 if rest else tokens)
+        guard.step_ended(rest, 1 if rest else tokens, plain_decode=None if rest else quiet_decode)
         clock[0] += plain_step if rest else seconds
     return rested
 
@@ -82,3 +83,23 @@ def test_a_new_reply_is_judged_afresh() -> None:
     guard.reply_began()
     # text that repeats: speculation pays from the first step of the new reply
     assert not any(run_steps(guard, clock, 50, tokens=3, seconds=0.020))
+
+
+def test_quiet_steps_on_a_machine_slower_than_the_start_up_curve_do_not_rest() -> None:
+    """Seen on revision prompts: the curve said 59 ms a token, the shared machine then
+    decoded at 74 ms.  Against the stale figure every stretch of active steps that
+    verified nothing (stage bookkeeping 0.4 ms on a 74 ms decode) looked like a loss, and
+    auto rested through the copies it exists for.  Plain's rate is measured live."""
+    guard, clock = RealizedRateGuard(1 / 0.059), [0.0]
+    decode = 0.074
+    rested = run_steps(guard, clock, 300, tokens=1, seconds=decode + 0.0004, quiet_decode=decode)
+    assert not any(rested)
+    assert abs(guard.plain_rate - 1 / (decode + PLAIN_OVERHEAD_S)) < 0.01 * guard.plain_rate
+
+
+def test_speculation_that_loses_against_the_live_plain_rate_still_rests() -> None:
+    guard, clock = RealizedRateGuard(1 / 0.059), [0.0]
+    run_steps(guard, clock, 20, tokens=1, seconds=0.0744, quiet_decode=0.074)  # live plain: ~13.5 tok/s
+    # speculating steps: 2 tokens per 180 ms = 11 tok/s, a loss
+    rested = run_steps(guard, clock, JUDGE_AFTER + REST_FIRST, tokens=2, seconds=0.180)
+    assert any(rested)
