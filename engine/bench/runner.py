@@ -140,6 +140,16 @@ def fastest(runs: list[RunResult]) -> RunResult:
     return best
 
 
+def _prefix_chars(model):
+    def count(text: str, n: int) -> int:
+        """Characters of `text` that its first n tokens spell (retokenized: a peer's
+        output is text, and the target's tokenizer gives back its tokens)."""
+        head = b"".join(model.token_bytes(t) for t in model.tokenize(text)[:n])
+        return len(head.decode("utf-8", "ignore"))
+
+    return count
+
+
 def _run_one(engine, runner: EngineArms, arm: ArmSpec, prompt: BenchPrompt, tokens: list[int], text: str,
              opts: BenchOptions) -> RunResult:
     if arm.kind in ENGINE_KINDS:
@@ -151,7 +161,7 @@ def _run_one(engine, runner: EngineArms, arm: ArmSpec, prompt: BenchPrompt, toke
                           max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
     r = run_peer(arm, prompt, text, len(tokens), bin_dir=opts.peer_dir, target=load.target, draft=load.draft,
                  threads=engine.threads, n_ctx=engine.target.n_ctx, max_tokens=opts.max_tokens,
-                 temperature=opts.temperature, seed=opts.seed)
+                 temperature=opts.temperature, seed=opts.seed, prefix_chars=_prefix_chars(engine.target_model))
     return r
 
 

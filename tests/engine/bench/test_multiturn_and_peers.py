@@ -11,7 +11,7 @@ import pytest
 
 from engine.bench.history import Histories
 from engine.bench.output import write_results
-from engine.bench.peer_arm import DEFAULT_PEER_ARMS, NGRAM_TYPES, check_spec, command
+from engine.bench.peer_arm import DEFAULT_PEER_ARMS, NGRAM_TYPES, check_spec, command, run_peer
 from engine.bench.results import ArmSpec, RunResult
 from engine.bench.runner import BenchOptions, check_arms, run_bench
 from engine.bench.suites import REVISION, BenchPrompt, load_suite, select
@@ -137,6 +137,41 @@ def test_ngram_peer_command_lines() -> None:
     simple = peer_cmd("llama.cpp-ngram")
     assert after(simple, "--spec-type") == "ngram-simple"
     assert set(NGRAM_TYPES) == {"ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod"}
+
+
+FAKE_SPECULATIVE = """#!{python}
+import sys, time
+prompt = sys.argv[sys.argv.index("-p") + 1]
+start = time.perf_counter()
+sys.stdout.write(prompt); sys.stdout.flush()
+for _ in range(10):  # ten tokens, one step each
+    time.sleep(0.03); sys.stdout.write("a"); sys.stdout.flush()
+time.sleep(0.4)  # the step that passes -n: one verify, ten more tokens at once
+sys.stdout.write("b" * 10); sys.stdout.flush()
+sys.stderr.write("encoded    5 tokens in 0.100 seconds, speed: 50.0 t/s\\n")
+sys.stderr.write(f"decoded   20 tokens in {{time.perf_counter() - start:.3f}} seconds, speed: 1.0 t/s\\n")
+sys.stderr.write("n_drafted = 10\\nn_accept  = 10\\n")
+"""
+
+
+def test_a_speculative_peer_is_timed_to_the_requested_count_not_its_overshoot(tmp_path) -> None:
+    """llama-speculative-simple emits past -n when its last step accepts a long draft;
+    its tokens/s must be the requested count over the time to that count."""
+    import sys
+
+    tool = tmp_path / "llama-speculative-simple"
+    tool.write_text(FAKE_SPECULATIVE.format(python=sys.executable))
+    tool.chmod(0o755)
+    prompt = BenchPrompt("p", "c", "Say a.", 1, (), "p")
+    r = run_peer(ArmSpec.parse("llama.cpp-ngram"), prompt, "PROMPT> ", 5, bin_dir=tmp_path, target="t.gguf",
+                 draft=None, threads=1, n_ctx=64, max_tokens=10, prefix_chars=lambda text, n: n)
+    assert r.error is None, r.error
+    assert r.text == "a" * 10 + "b" * 10
+    assert r.n_tokens == 10 and r.extra["emitted"]["tokens"] == 20
+    full = r.extra["emitted"]["seconds"]
+    assert 0.3 < full - r.t_generate < 0.55  # the last step (0.4 s) is not counted
+    assert r.tokens_per_s == pytest.approx(10 / r.t_generate)
+    assert abs(r.n_tokens / r.steps - 20 / 10) < 0.01  # τ of the whole run
 
 
 def test_bad_peer_settings_fail_before_the_benchmark_starts() -> None:
