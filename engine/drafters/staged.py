@@ -63,9 +63,15 @@ EXPLORE_FIRST, EXPLORE_MAX = 8, 128
 # A try first catches the draft up on every token since its last one, and that
 # catch-up is proportional to the gap: backing off does not make losing tries cheaper
 # (about 11% of generation time on this CPU, measured on revision prompts).  So tries
-# are paid from a credit of this share of the time generation takes; a draft that
-# wins is used every step, stays in sync, and needs no credit.
-EXPLORE_SHARE = 0.03
+# are paid from a credit of a share of the time generation takes, 1% at first and
+# halved by every try that loses (down to 0.1%); a draft that wins is used every step,
+# stays in sync, needs no credit, and resets the share.
+EXPLORE_SHARE, EXPLORE_SHARE_MIN = 0.01, 0.001
+# A step speculates only when the cost rule expects it to beat plain decoding by this
+# much: the learned acceptance rates are estimates, and on a CPU where a verified
+# token costs 0.5-0.9 of a plain step a marginal bet that misses costs more than it
+# gains (code, translation and writing sat 1-4% below plain with no margin).
+MIN_GAIN = 0.05
 OPTIMISTIC_ACCEPTANCE = 0.95  # per drafted token, for deciding whether drafting can ever pay
 JUDGE_AFTER = 8  # active steps pooled before their realized speed is compared with plain's
 REST_FIRST, REST_MAX = 8, 128  # rest steps (no stage work at all) after active steps lost
@@ -113,6 +119,7 @@ class StagedDrafter:
         self._explore_every = EXPLORE_FIRST
         self._draft_viable = cost is None or draft_can_pay(cost)
         self._explore_credit = 0.0  # seconds of catch-up decoding a try may spend
+        self._explore_share = EXPLORE_SHARE
         self._rest_step = False
         self.guard = RealizedRateGuard(1.0 / cost.target(1)) if cost is not None else None
 
@@ -227,7 +234,9 @@ class StagedDrafter:
     def _size(self, tree: Tree, budget: int, spent: float) -> Tree:
         if not self.adaptive:
             return tree.keep(tree.best(budget))
-        ids, _ = best_size(tree, self.cost.target, spent, budget)
+        ids, rate = best_size(tree, self.cost.target, spent, budget)
+        if rate < (1.0 + MIN_GAIN) / (spent + self.cost.target(1)):
+            ids = []
         if not ids:
             self.mode = "plain"
         return tree.keep(ids)
@@ -242,7 +251,7 @@ class StagedDrafter:
             if self._rest_step:  # a rest step does no drafting work at all, learning included
                 return
         if self.adaptive and self.mode != "staged":
-            self._explore_credit += EXPLORE_SHARE * (outcome.t_draft + outcome.t_verify)
+            self._explore_credit += self._explore_share * (outcome.t_draft + outcome.t_verify)
         if self.dm is not None and self.mode == "staged":
             self.dm.settle([outcome.tree.nodes[i].token for i in outcome.accepted])
             if self.adaptive:
@@ -253,9 +262,10 @@ class StagedDrafter:
                 else:
                     self._draft_seconds = 0.8 * self._draft_seconds + 0.2 * t
                     self._draft_tokens = 0.8 * self._draft_tokens + 0.2 * n
-                plain_rate = 1.0 / self.cost.target(1)
+                plain_rate = self.guard.plain_rate if self.guard is not None else 1.0 / self.cost.target(1)
                 won = n / t > plain_rate
                 self._explore_every = EXPLORE_FIRST if won else min(2 * self._explore_every, EXPLORE_MAX)
+                self._explore_share = EXPLORE_SHARE if won else max(self._explore_share / 2, EXPLORE_SHARE_MIN)
         self.stage.learn(outcome)
         self.knowledge.observe(outcome)
 
