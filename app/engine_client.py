@@ -23,6 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from engine.llama import hugepages
 from engine.llama.rpc import EXIT_REMOTE_LOST
 from engine.settings import GenerationSettings, LoadSettings
 
@@ -104,6 +105,9 @@ class EngineClient(QObject):
             # `-m engine.runtime.server` must import this checkout's engine, installed or not
             env.insert("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.value("PYTHONPATH")])))
         env.insert("PYTHONUTF8", "1")
+        for key, value in hugepages.child_env({"GLIBC_TUNABLES": env.value("GLIBC_TUNABLES")}).items():
+            if value:
+                env.insert(key, value)  # huge pages for the weights (engine/llama/hugepages.py)
         env.insert("PYTHONUNBUFFERED", "1")
         proc.setProcessEnvironment(env)
         # handlers check which process spoke: a killed predecessor's last signals are ignored

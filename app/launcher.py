@@ -6,7 +6,13 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = argv is None  # this process's real start, not a call from a test or script
     argv = sys.argv[1:] if argv is None else argv
+    if started and argv and (not argv[0].startswith("-") or argv[0] in ("--self-test", "--engine-server")):
+        # a process that decodes reads every weight per token: give it huge pages (engine/llama/hugepages.py)
+        from engine.llama.hugepages import reexec_with_huge_pages
+
+        reexec_with_huge_pages()
     if argv and argv[0] == "--engine-server":
         # The GUI starts its engine process this way when frozen (no `python -m`).
         from engine.runtime.server import main as server_main

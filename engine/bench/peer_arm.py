@@ -44,6 +44,7 @@ from pathlib import Path
 
 from engine.bench.results import ArmSpec, RunResult, children_cpu
 from engine.bench.suites import BenchPrompt
+from engine.llama import hugepages
 
 PEER_KINDS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-ngram")
 DEFAULT_PEER_ARMS = ("llama.cpp", "llama.cpp-draft", "llama.cpp-draft:n_max=16,p_min=0.75", "llama.cpp-ngram",
@@ -201,7 +202,9 @@ class _Timed:
 
 
 def _run_timed(cmd: list[str]) -> _Timed:
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # llama.cpp's tools get the same allocator setting as Tandem's engine (huge pages)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=hugepages.child_env())
     out, err, chunks = bytearray(), bytearray(), []
 
     def read_out() -> None:

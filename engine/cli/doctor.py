@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.llama import hugepages
     from engine.llama.backend import default_threads, needs_amx_fallback, supports_gpu_offload, system_info
     from engine.llama.build_flags import cpu_features, cpu_reports_amx
     from engine.models import catalog, provision
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"CPU features    {' '.join(used) or 'n/a'}" + ("  (AMX reported)" if cpu_reports_amx() else ""))
     print(f"AMX fallback    {'on: loading without repacked weights' if needs_amx_fallback() else 'not needed'}")
     print(f"threads         {default_threads()} (physical cores)")
+    print(f"huge pages      {hugepages.status()}")
     print(f"GPU offload     {'available' if supports_gpu_offload() else 'not available in this build'}")
     print(f"data dir        {paths.data_dir()}")
     print(f"models dir      {paths.models_dir()}")
