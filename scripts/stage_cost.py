@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.cli.common import resolve_model  # noqa: E402
 from engine.decoding.drafter import StepOutcome  # noqa: E402
-from engine.decoding.tree import ROOT  # noqa: E402
+from engine.decoding.tree import ROOT as TREE_ROOT  # noqa: E402
 from engine.drafters.history import SpeculationHistory  # noqa: E402
 from engine.drafters.learning import PairKnowledge  # noqa: E402
 from engine.drafters.ngram_drafter import CandidateStage  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> int:
     while pos < len(reply) - 1:
         start = time.perf_counter()
         tree = stage.candidates(stream)
-        path, node = [], ROOT  # the candidates that spell what the reply says next
+        path, node = [], TREE_ROOT  # the candidates that spell what the reply says next
         while pos + len(path) < len(reply) - 1:
             nxt = tree.child_with_token(node, reply[pos + len(path)])
             if nxt is None:
