@@ -56,7 +56,7 @@ DEFINITIONS = {
 STAGE_ROWS = (("draft", "draft model"), ("ngram", "n-gram: conversation"), ("recycle", "n-gram: recycling"),
               ("history", "history"), ("total", "all stages"))
 # what fits above a column of a 300 px dock; the full name is the header's tooltip
-STAGE_SHORT = {"draft": "draft", "ngram": "convers.", "recycle": "recycle", "history": "history", "total": "all"}
+STAGE_SHORT = {"draft": "draft", "ngram": "conv.", "recycle": "recycle", "history": "history", "total": "all"}
 COLUMNS = ("drafted", "tested", "accepted", "rejected", "ignored")
 
 
