@@ -105,9 +105,8 @@ class EngineClient(QObject):
             # `-m engine.runtime.server` must import this checkout's engine, installed or not
             env.insert("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.value("PYTHONPATH")])))
         env.insert("PYTHONUTF8", "1")
-        for key, value in hugepages.child_env({"GLIBC_TUNABLES": env.value("GLIBC_TUNABLES")}).items():
-            if value:
-                env.insert(key, value)  # huge pages for the weights (engine/llama/hugepages.py)
+        if hugepages.applies():  # huge pages for the weights (engine/llama/hugepages.py)
+            env.insert("GLIBC_TUNABLES", hugepages.merged(env.value("GLIBC_TUNABLES")))
         env.insert("PYTHONUNBUFFERED", "1")
         proc.setProcessEnvironment(env)
         # handlers check which process spoke: a killed predecessor's last signals are ignored

@@ -242,7 +242,7 @@ def time_to_count(result: RunResult, proc: _Timed, prompt_text: str, n: int,
     gen_start = len(out[: i + len(prompt_text)].encode()) if i >= 0 else 0
     target_byte = gen_start + len(text[: prefix_chars(text, n)].encode())
     arrived = next((t for t, end in proc.chunks if end >= target_byte), None)
-    if arrived is None or not proc.chunks:
+    if arrived is None:
         return
     last = proc.chunks[-1][0]
     t_n = result.t_generate - (last - arrived)

@@ -130,7 +130,7 @@ def results_markdown(summary: dict[str, list[ArmSummary]], runs: Sequence[RunRes
         "",
         f"Target `{(machine.get('target') or {}).get('name')}`, draft `{(machine.get('draft') or {}).get('name')}`. "
         f"Load average at start / end: {machine.get('load_average_at_start')} / {machine.get('load_average_at_end')} "
-        f"({machine.get('logical_cpus')} logical CPUs).",
+        f"({machine.get('logical_cpus')} logical CPUs). Huge pages: {machine.get('huge_pages', 'not recorded')}.",
         "",
         f"Decode cost the engine used (ms by batch size, target/draft): {config.get('cost_summary_ms', '–')}.",
         "",

@@ -262,8 +262,7 @@ class StagedDrafter:
                 else:
                     self._draft_seconds = 0.8 * self._draft_seconds + 0.2 * t
                     self._draft_tokens = 0.8 * self._draft_tokens + 0.2 * n
-                plain_rate = self.guard.plain_rate if self.guard is not None else 1.0 / self.cost.target(1)
-                won = n / t > plain_rate
+                won = n / t > self.guard.plain_rate  # adaptive: the guard exists
                 self._explore_every = EXPLORE_FIRST if won else min(2 * self._explore_every, EXPLORE_MAX)
                 self._explore_share = EXPLORE_SHARE if won else max(self._explore_share / 2, EXPLORE_SHARE_MIN)
         self.stage.learn(outcome)

@@ -60,12 +60,20 @@ def in_effect(env: Mapping[str, str] | None = None) -> bool:
     return TUNABLE in env.get("GLIBC_TUNABLES", "").split(":")
 
 
+def merged(tunables: str | None) -> str:
+    """A GLIBC_TUNABLES value: `tunables` plus ours, the others kept."""
+    parts = [t for t in (tunables or "").split(":") if t]
+    return ":".join(parts if TUNABLE in parts else [*parts, TUNABLE])
+
+
 def with_tunable(env: Mapping[str, str]) -> dict[str, str]:
     """`env` plus the tunable, other tunables kept."""
-    out = dict(env)
-    if not in_effect(out):
-        out["GLIBC_TUNABLES"] = ":".join(filter(None, [out.get("GLIBC_TUNABLES", ""), TUNABLE]))
-    return out
+    return {**env, "GLIBC_TUNABLES": merged(env.get("GLIBC_TUNABLES"))}
+
+
+def active() -> bool:
+    """Whether this process's large allocations get huge pages."""
+    return in_effect() or thp_mode() == "always"
 
 
 def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -93,7 +101,7 @@ def reexec_with_huge_pages() -> None:
 
 
 def status() -> str:
-    """One phrase for `tandem doctor` and the benchmark's machine line."""
+    """One phrase for `tandem doctor` and the benchmark's machine record."""
     mode = thp_mode()
     if mode == "always":
         return "on (the kernel gives huge pages to every large allocation)"

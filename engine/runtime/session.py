@@ -131,7 +131,7 @@ class Engine:
         # a remote target costs what the network and the other machine make it cost
         where = f"{system_info()}|rpc={','.join(self.load_settings.rpc)}" if self.load_settings.rpc else system_info()
         # huge pages make a plain decode ~18% cheaper here: a curve measured without them is another machine's
-        where += f"|hugepages={hugepages.in_effect() or hugepages.thp_mode() == 'always'}"
+        where += f"|hugepages={hugepages.active()}"
         return costmodel.cache_key(Path(path), where, self.threads, gpu_layers)
 
     def _share_threads(self, gpu_layers: int, remote: bool = False) -> int:

@@ -33,6 +33,8 @@ def test_the_tunable_joins_other_tunables_once() -> None:
     assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{hugepages.TUNABLE}" and env["X"] == "1"
     assert hugepages.with_tunable(env) == env
     assert hugepages.with_tunable({})["GLIBC_TUNABLES"] == hugepages.TUNABLE
+    assert hugepages.merged(None) == hugepages.TUNABLE  # the app's QProcessEnvironment gives "" or a value
+    assert hugepages.merged(f"{hugepages.TUNABLE}:a=1") == f"{hugepages.TUNABLE}:a=1"
 
 
 def test_child_processes_get_it_only_where_it_applies(monkeypatch) -> None:
